@@ -1,0 +1,35 @@
+//! Self-accounting of the probes: events handled and events lost.
+
+/// Index of each probe program in [`PROBE_STATS_MAP`], and the label the
+/// agent exports it under.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeId {
+    SchedSwitch = 0,
+    SchedWakeup = 1,
+    SchedWakeupNew = 2,
+}
+
+/// Number of [`ProbeId`] values; the size of [`PROBE_STATS_MAP`].
+pub const PROBE_COUNT: u32 = 3;
+
+/// Name of the per-CPU array of [`ProbeStats`], indexed by [`ProbeId`].
+pub const PROBE_STATS_MAP: &str = "PROBE_STATS";
+
+/// Counters one probe program keeps about itself, one per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeStats {
+    /// Times the program ran.
+    pub events: u64,
+    /// Events dropped because a map was full (the map's `max_entries`
+    /// should be raised).
+    pub lost_map_full: u64,
+    /// Events dropped because a kernel read (`bpf_probe_read_kernel`)
+    /// failed.
+    pub lost_read_error: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: ProbeStats is repr(C) and made only of u64 fields.
+unsafe impl aya::Pod for ProbeStats {}

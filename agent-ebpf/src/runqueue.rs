@@ -1,0 +1,132 @@
+//! Run-queue latency: how long each task waits runnable before it runs.
+//!
+//! A task becomes runnable at wakeup (`sched_wakeup`, `sched_wakeup_new`)
+//! or when it is switched out while still runnable (preempted or yielded,
+//! seen in `sched_switch`). Its wait ends when `sched_switch` switches it
+//! in. The wait is counted for the cgroup of the task that waited, read
+//! from that task's own `task_struct`, never from whichever task is current
+//! when the event fires.
+
+use agent_common::{
+    histogram::LatencyHistogram,
+    probe::ProbeId,
+};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::bpf_ktime_get_ns,
+    macros::{map, raw_tracepoint},
+    maps::{HashMap, PerCpuHashMap},
+    programs::RawTracePointContext,
+};
+
+use crate::{
+    stats::{Loss, count_event, count_loss},
+    task::Task,
+};
+
+/// Default sizes; the agent overrides both from its configuration.
+const MAX_THREADS: u32 = 32_768;
+const MAX_CGROUPS: u32 = 4_096;
+
+#[map]
+static RUNQ_ENQUEUED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_THREADS, 0);
+
+#[map]
+static RUNQ_LATENCY: PerCpuHashMap<u64, LatencyHistogram> =
+    PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+
+/// `sched_wakeup(struct task_struct *p)`.
+#[raw_tracepoint(tracepoint = "sched_wakeup")]
+pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
+    on_wakeup(&ctx, ProbeId::SchedWakeup)
+}
+
+/// `sched_wakeup_new(struct task_struct *p)`: a new task's first wakeup.
+#[raw_tracepoint(tracepoint = "sched_wakeup_new")]
+pub fn sched_wakeup_new(ctx: RawTracePointContext) -> i32 {
+    on_wakeup(&ctx, ProbeId::SchedWakeupNew)
+}
+
+#[inline(always)]
+fn on_wakeup(ctx: &RawTracePointContext, probe: ProbeId) -> i32 {
+    count_event(probe);
+    let task = Task(ctx.arg::<*const u8>(0));
+    match task.tid() {
+        Ok(tid) => mark_enqueued(probe, tid, unsafe { bpf_ktime_get_ns() }),
+        Err(_) => count_loss(probe, Loss::ReadError),
+    }
+    0
+}
+
+/// `sched_switch(bool preempt, struct task_struct *prev,
+/// struct task_struct *next, unsigned int prev_state)`.
+///
+/// Only the first three arguments are used, so this also works on kernels
+/// before 5.18, which did not pass `prev_state`.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
+    const PROBE: ProbeId = ProbeId::SchedSwitch;
+    count_event(PROBE);
+    // SAFETY: a helper call without arguments or side effects.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let prev = Task(ctx.arg::<*const u8>(1));
+    let next = Task(ctx.arg::<*const u8>(2));
+
+    match (prev.is_running(), prev.tid()) {
+        (Ok(true), Ok(tid)) if tid != 0 => mark_enqueued(PROBE, tid, now),
+        (Ok(_), Ok(_)) => {}
+        _ => count_loss(PROBE, Loss::ReadError),
+    }
+
+    if finish_wait(next, now).is_err() {
+        count_loss(PROBE, Loss::ReadError);
+    }
+    0
+}
+
+#[inline(always)]
+fn mark_enqueued(probe: ProbeId, tid: u32, now: u64) {
+    if RUNQ_ENQUEUED.insert(tid, now, 0).is_err() {
+        count_loss(probe, Loss::MapFull);
+    }
+}
+
+/// Ends the wait of `next`, if one was recorded, and counts it.
+#[inline(always)]
+fn finish_wait(next: Task, now: u64) -> Result<(), i32> {
+    let tid = next.tid()?;
+    if tid == 0 {
+        return Ok(()); // the idle task never waits
+    }
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(&enqueued) = (unsafe { RUNQ_ENQUEUED.get(tid) }) else {
+        return Ok(());
+    };
+    let _ = RUNQ_ENQUEUED.remove(tid);
+    let wait = now.saturating_sub(enqueued);
+    let cgroup = next.cgroup_id()?;
+    record_wait(cgroup, wait);
+    Ok(())
+}
+
+#[inline(always)]
+fn record_wait(cgroup: u64, wait_ns: u64) {
+    let histogram = match RUNQ_LATENCY.get_ptr_mut(cgroup) {
+        Some(histogram) => histogram,
+        None => {
+            // BPF_NOEXIST: another CPU may have inserted the entry in the
+            // meantime; then the lookup below finds that one.
+            let _ = RUNQ_LATENCY.insert(cgroup, LatencyHistogram::ZERO, BPF_NOEXIST as u64);
+            match RUNQ_LATENCY.get_ptr_mut(cgroup) {
+                Some(histogram) => histogram,
+                None => {
+                    count_loss(ProbeId::SchedSwitch, Loss::MapFull);
+                    return;
+                }
+            }
+        }
+    };
+    // SAFETY: this CPU's copy of a per-CPU value; sched_switch does not nest
+    // on one CPU.
+    unsafe { (*histogram).record(wait_ns) };
+}

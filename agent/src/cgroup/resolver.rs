@@ -1,0 +1,123 @@
+//! Cgroup id to path, by walking the v2 hierarchy.
+//!
+//! The probes key everything by cgroup id, the inode number of the
+//! cgroup's directory in the v2 mount. The kernel offers no id-to-path
+//! lookup for unprivileged readers that works on every version, so the
+//! agent keeps a map built by walking the tree, and walks again when it
+//! meets an id it does not know (a cgroup made since the last walk).
+
+use std::{
+    collections::HashMap,
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use super::CgroupId;
+
+/// The deepest cgroup nesting walked. Kubernetes nests about six levels
+/// (kubepods, QoS class, pod, container, and what the container makes).
+const MAX_DEPTH: usize = 32;
+
+pub struct CgroupResolver {
+    root: PathBuf,
+    paths: HashMap<CgroupId, String>,
+    last_walk: Option<Instant>,
+    min_walk_interval: Duration,
+}
+
+impl CgroupResolver {
+    /// A resolver over the v2 hierarchy mounted at `root`. It walks the
+    /// tree at most once per `min_walk_interval` on a miss.
+    pub fn new(root: PathBuf, min_walk_interval: Duration) -> Self {
+        Self {
+            root,
+            paths: HashMap::new(),
+            last_walk: None,
+            min_walk_interval,
+        }
+    }
+
+    /// Path of a cgroup relative to the v2 root (`/` for the root itself),
+    /// or `None` when no such cgroup exists, also after a fresh walk
+    /// (the cgroup was removed).
+    pub fn path_of(&mut self, id: CgroupId) -> Option<&str> {
+        if !self.paths.contains_key(&id) && self.walk_allowed() {
+            self.walk();
+        }
+        self.paths.get(&id).map(String::as_str)
+    }
+
+    /// Id of the cgroup at `relative` below the v2 root, read directly.
+    pub fn id_of(&self, relative: &str) -> std::io::Result<CgroupId> {
+        let dir = self.root.join(relative.trim_start_matches('/'));
+        Ok(fs::metadata(dir)?.ino())
+    }
+
+    /// Rebuilds the id-to-path map from the current tree.
+    pub fn walk(&mut self) {
+        let mut paths = HashMap::with_capacity(self.paths.len());
+        walk_dir(&self.root, "", 0, &mut paths);
+        self.paths = paths;
+        self.last_walk = Some(Instant::now());
+    }
+
+    /// Forgets cgroups whose directories are gone.
+    pub fn forget(&mut self, id: CgroupId) {
+        self.paths.remove(&id);
+    }
+
+    fn walk_allowed(&self) -> bool {
+        self.last_walk
+            .is_none_or(|last| last.elapsed() >= self.min_walk_interval)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+fn walk_dir(dir: &Path, relative: &str, depth: usize, paths: &mut HashMap<CgroupId, String>) {
+    // Directories can vanish between readdir and stat while pods come and
+    // go; such errors just leave the cgroup out of this walk.
+    let Ok(metadata) = fs::metadata(dir) else { return };
+    let display = if relative.is_empty() { "/".to_owned() } else { relative.to_owned() };
+    paths.insert(metadata.ino(), display);
+    if depth >= MAX_DEPTH {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name();
+        let child_relative = format!("{relative}/{}", name.to_string_lossy());
+        walk_dir(&entry.path(), &child_relative, depth + 1, paths);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_ids_in_a_directory_tree() {
+        let root = std::env::temp_dir().join(format!("chokepoint-resolver-{}", std::process::id()));
+        let child = root.join("kubepods.slice/pod-a");
+        fs::create_dir_all(&child).unwrap();
+        let mut resolver = CgroupResolver::new(root.clone(), Duration::ZERO);
+
+        let child_id = fs::metadata(&child).unwrap().ino();
+        let root_id = fs::metadata(&root).unwrap().ino();
+
+        assert_eq!(resolver.path_of(child_id), Some("/kubepods.slice/pod-a"));
+        assert_eq!(resolver.path_of(root_id), Some("/"));
+        assert_eq!(resolver.id_of("/kubepods.slice/pod-a").unwrap(), child_id);
+
+        fs::remove_dir_all(&root).unwrap();
+        resolver.forget(child_id);
+        assert_eq!(resolver.path_of(child_id), None);
+    }
+}

@@ -1,0 +1,104 @@
+//! Command-line configuration shared by `agent run` and `agent classify`.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::{classifier::Thresholds, engine::EngineConfig, probes::MapSizes};
+
+/// Options of the measuring engine, common to both commands.
+#[derive(Args, Clone, Debug)]
+pub struct EngineArgs {
+    /// Interval between reads of the probe maps and cgroup files (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "CHOKEPOINT_TICK")]
+    pub tick: Duration,
+
+    /// Cgroups each per-cgroup map can hold; waits of further cgroups are
+    /// counted as lost (chokepoint_probe_lost_events_total{reason="map_full"}).
+    #[arg(long, default_value_t = 8192, env = "CHOKEPOINT_MAX_CGROUPS")]
+    pub max_cgroups: u32,
+
+    /// Threads that can be runnable but not yet running at once, node-wide.
+    #[arg(long, default_value_t = 65_536, env = "CHOKEPOINT_MAX_THREADS")]
+    pub max_threads: u32,
+
+    /// Share of a group's runnable time spent waiting for a CPU (0 to 1)
+    /// above which CPU is its bottleneck.
+    #[arg(long, default_value_t = Thresholds::default().runqueue_wait_share)]
+    pub runqueue_wait_share: f64,
+
+    /// Average number of a group's tasks waiting for a CPU below which
+    /// waits are ignored, whatever their share.
+    #[arg(long, default_value_t = Thresholds::default().runqueue_min_waiting_tasks)]
+    pub runqueue_min_waiting_tasks: f64,
+
+    /// Share of its CPU limit (or of the node, without a limit) a group must
+    /// use for CPU waits to count as saturation rather than contention.
+    #[arg(long, default_value_t = Thresholds::default().saturation_share)]
+    pub saturation_share: f64,
+}
+
+impl EngineArgs {
+    pub fn engine_config(&self, window: Duration) -> anyhow::Result<EngineConfig> {
+        for (name, value) in [
+            ("--runqueue-wait-share", self.runqueue_wait_share),
+            ("--saturation-share", self.saturation_share),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                anyhow::bail!("invalid {name} {value}: expected a share between 0 and 1");
+            }
+        }
+        if self.tick.is_zero() {
+            anyhow::bail!("invalid --tick 0: expected a positive duration such as 1s");
+        }
+        Ok(EngineConfig {
+            tick: self.tick,
+            window,
+            thresholds: Thresholds {
+                runqueue_wait_share: self.runqueue_wait_share,
+                runqueue_min_waiting_tasks: self.runqueue_min_waiting_tasks,
+                saturation_share: self.saturation_share,
+            },
+            map_sizes: MapSizes {
+                max_cgroups: self.max_cgroups,
+                max_threads: self.max_threads,
+            },
+        })
+    }
+}
+
+/// Parses a duration such as `30s`, `500ms`, `2m` or a bare number of
+/// seconds (`1.5`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|character: char| !(character.is_ascii_digit() || character == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected a number with a unit, such as 30s or 500ms"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "m" => value * 60.0,
+        _ => return Err(format!("invalid duration unit {unit:?} in {text:?}: use ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|error| format!("invalid duration {text:?}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! Renders the engine's latest snapshot in the Prometheus/OpenMetrics text
+//! format.
+//!
+//! The exporter holds no metric state of its own: each scrape encodes the
+//! snapshot as it is, so series of removed cgroups disappear with them.
+
+use std::fmt::Error as FmtError;
+
+use agent_common::histogram::{LatencyHistogram, SLOTS, slot_upper_bound_ns};
+use prometheus_client::{
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::{Registry, Unit},
+    collector::Collector,
+};
+
+use crate::{
+    classifier::Class,
+    engine::{GroupReport, SharedSnapshot},
+};
+
+/// The product prefix of every metric name.
+pub const PREFIX: &str = "chokepoint";
+
+/// Histogram bucket bounds exported, as log2 slot indices: every second
+/// slot from 1.024 µs (2^10 ns) to about 17 s (2^34 ns). Each bound is
+/// exact in the kernel's log2 slots, so no estimate enters the buckets;
+/// one bucket in two is skipped to keep the series count down.
+const EXPORTED_BUCKET_SLOTS: std::ops::RangeInclusive<usize> = 9..=33;
+
+#[derive(Debug)]
+pub struct Exporter {
+    snapshot: SharedSnapshot,
+    node: String,
+}
+
+/// Builds the registry that `/metrics` encodes.
+pub fn registry(snapshot: SharedSnapshot, node: String) -> Registry {
+    let mut registry = Registry::with_prefix(PREFIX);
+    registry.register_collector(Box::new(Exporter { snapshot, node }));
+    registry
+}
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+impl Collector for Exporter {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), FmtError> {
+        let snapshot = self
+            .snapshot
+            .read()
+            .map(|guard| guard.clone())
+            .map_err(|_| FmtError)?;
+        encode_groups(&mut encoder, &snapshot.groups, &self.node)?;
+        encode_probes(&mut encoder, &snapshot.probes, &self.node)?;
+        Ok(())
+    }
+}
+
+fn group_labels<'a>(group: &'a GroupReport, node: &'a str) -> Labels<'a> {
+    vec![("node", node), ("cgroup", group.path.as_str())]
+}
+
+fn encode_groups(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
+    {
+        let mut metric = encoder.encode_descriptor(
+            "runqueue_latency",
+            "Time tasks of the cgroup waited runnable in a CPU run queue before running, per wait.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for group in groups {
+            let labels = group_labels(group, node);
+            let (sum, count, buckets) = exported_histogram(&group.runqueue_total);
+            metric
+                .encode_family(&labels)?
+                .encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
+        }
+    }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "runqueue_wait",
+            "Total time tasks of the cgroup waited runnable in a CPU run queue, summed over tasks.",
+            Some(&Unit::Seconds),
+            MetricType::Counter,
+        )?;
+        for group in groups {
+            let labels = group_labels(group, node);
+            ConstCounter::new(group.runqueue_total.total_ns as f64 / 1e9).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "cpu_usage",
+            "CPU time used by the cgroup's tasks, from the kernel's cpu.stat.",
+            Some(&Unit::Seconds),
+            MetricType::Counter,
+        )?;
+        for group in groups {
+            let Some(usage_ns) = group.cpu.usage_ns else { continue };
+            let labels = group_labels(group, node);
+            ConstCounter::new(usage_ns as f64 / 1e9).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "runqueue_wait_ratio",
+            "Share of the cgroup's runnable time spent waiting for a CPU over the classification window: wait / (wait + CPU used).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for group in groups {
+            let Some(evidence) = &group.evidence else { continue };
+            let labels = group_labels(group, node);
+            ConstGauge::new(evidence.runqueue_wait_share()).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    encode_classes(encoder, groups, node)
+}
+
+fn encode_classes(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
+    {
+        let mut metric = encoder.encode_descriptor(
+            "bottleneck",
+            "1 when the bottleneck class holds for the cgroup over the classification window, else 0.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for group in groups {
+            let Some(verdict) = &group.verdict else { continue };
+            for class in Class::ALL {
+                let mut labels = group_labels(group, node);
+                labels.push(("class", class.label()));
+                ConstGauge::new(i64::from(verdict.holds(class))).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "bottleneck_primary",
+        "1 for the cgroup's primary bottleneck class (the one costing the largest share of its time), else 0.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for group in groups {
+        let Some(verdict) = &group.verdict else { continue };
+        for class in Class::ALL {
+            let mut labels = group_labels(group, node);
+            labels.push(("class", class.label()));
+            ConstGauge::new(i64::from(verdict.primary == class)).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+type ProbeRow = (&'static crate::probes::ProbeSpec, Option<String>, crate::probes::ProbeCost);
+
+fn encode_probes(encoder: &mut DescriptorEncoder, probes: &[ProbeRow], node: &str) -> Result<(), FmtError> {
+    {
+        let mut metric = encoder.encode_descriptor(
+            "probe_attached",
+            "1 when the probe program is attached, 0 when it was skipped (see the agent's log for why).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (spec, skipped, _) in probes {
+            let labels = vec![("node", node), ("probe", spec.program)];
+            ConstGauge::new(i64::from(skipped.is_none())).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "probe_events",
+            "Events the probe program handled.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (spec, _, cost) in probes {
+            let labels = vec![("node", node), ("probe", spec.program)];
+            ConstCounter::new(cost.stats.events).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "probe_lost_events",
+            "Events the probe program dropped: map_full means a map reached its max_entries, read_error a failed kernel read.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (spec, _, cost) in probes {
+            for (reason, value) in [("map_full", cost.stats.lost_map_full), ("read_error", cost.stats.lost_read_error)] {
+                let labels = vec![("node", node), ("probe", spec.program), ("reason", reason)];
+                ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "probe_run_time",
+        "Time the kernel spent running the probe program; grows only while kernel.bpf_stats_enabled is 1.",
+        Some(&Unit::Seconds),
+        MetricType::Counter,
+    )?;
+    for (spec, _, cost) in probes {
+        let labels = vec![("node", node), ("probe", spec.program)];
+        ConstCounter::new(cost.run_time.as_secs_f64()).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Sum (seconds), count and buckets `(upper bound in seconds, count in
+/// this bucket alone)` of a log2 histogram at the exported bounds.
+///
+/// prometheus-client's encoder makes the counts cumulative itself and
+/// writes the bound `f64::MAX` as `+Inf`.
+pub fn exported_histogram(histogram: &LatencyHistogram) -> (f64, u64, Vec<(f64, u64)>) {
+    let mut buckets = Vec::new();
+    let mut in_bucket = 0u64;
+    for slot in 0..SLOTS {
+        in_bucket += histogram.slots[slot];
+        if EXPORTED_BUCKET_SLOTS.contains(&slot) && (slot - EXPORTED_BUCKET_SLOTS.start()) % 2 == 0 {
+            buckets.push((slot_upper_bound_ns(slot) as f64 / 1e9, in_bucket));
+            in_bucket = 0;
+        }
+    }
+    buckets.push((f64::MAX, in_bucket));
+    (histogram.total_ns as f64 / 1e9, histogram.count, buckets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_buckets_partition_the_slots() {
+        let mut histogram = LatencyHistogram::ZERO;
+        histogram.record(500); // slot 8, below the first bound (1.024 µs)
+        histogram.record(3_000); // slot 11, below 4.096 µs
+        histogram.record(2_000_000_000); // slot 30, below 4.29 s
+        histogram.record(40_000_000_000); // slot 35, above the last bound
+
+        let (sum, count, buckets) = exported_histogram(&histogram);
+
+        assert_eq!(count, 4);
+        assert!((sum - 42.0000035).abs() < 1e-9);
+        assert_eq!(buckets.len(), 14);
+        assert_eq!(buckets[0], (1.024e-6, 1));
+        assert_eq!(buckets[1], (4.096e-6, 1));
+        assert_eq!(buckets[11], (4.294967296, 1));
+        assert_eq!(buckets[13], (f64::MAX, 1));
+        assert_eq!(buckets.iter().map(|(_, count)| count).sum::<u64>(), count);
+    }
+
+    #[test]
+    fn scrape_text_has_exact_cumulative_buckets() {
+        let mut histogram = LatencyHistogram::ZERO;
+        histogram.record(3_000);
+        histogram.record(3_000);
+        let (sum, count, buckets) = exported_histogram(&histogram);
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(FixedHistogram { sum, count, buckets }));
+
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+
+        assert!(text.contains("h_bucket{le=\"0.000004096\"} 2\n"), "{text}");
+        assert!(text.contains("h_bucket{le=\"+Inf\"} 2\n"), "{text}");
+        assert!(text.contains("h_count 2\n"), "{text}");
+    }
+
+    #[derive(Debug)]
+    struct FixedHistogram {
+        sum: f64,
+        count: u64,
+        buckets: Vec<(f64, u64)>,
+    }
+
+    impl Collector for FixedHistogram {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), FmtError> {
+            encoder
+                .encode_descriptor("h", "test", None, MetricType::Histogram)?
+                .encode_histogram::<Labels<'_>>(self.sum, self.count, &self.buckets, None)
+        }
+    }
+}

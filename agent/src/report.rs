@@ -1,0 +1,162 @@
+//! The `agent classify` report: the verdict first, then the evidence with
+//! numbers, then what usually fixes it. Text for people, JSON with the
+//! same content for tools.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    classifier::{Class, Evidence, Verdict},
+    engine::GroupReport,
+};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub command: String,
+    /// Cgroup v2 path relative to the hierarchy's root.
+    pub cgroup: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunQueueEvidence {
+    pub wait_seconds: f64,
+    pub waits: u64,
+    pub p50_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+    /// `wait / (wait + CPU used)`.
+    pub share_of_runnable_time: f64,
+    /// Wait seconds per second of window.
+    pub average_waiting_tasks: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClassifyReport {
+    pub process: ProcessInfo,
+    pub cgroup_id: u64,
+    pub window_seconds: f64,
+    pub cpu_used_cores: Option<f64>,
+    pub cpu_limit_cores: Option<f64>,
+    pub node_cores: f64,
+    pub runqueue: RunQueueEvidence,
+    pub verdict: Verdict,
+    /// One sentence naming the primary bottleneck.
+    pub summary: String,
+    /// What usually fixes the primary bottleneck.
+    pub advice: Vec<String>,
+}
+
+impl ClassifyReport {
+    /// Builds the report, or `None` if the group has no full window yet.
+    pub fn new(process: &ProcessInfo, group: &GroupReport) -> Option<Self> {
+        let evidence = group.evidence?;
+        let verdict = group.verdict.clone()?;
+        Some(Self {
+            process: process.clone(),
+            cgroup_id: group.id,
+            window_seconds: evidence.window_seconds,
+            cpu_used_cores: evidence.cpu_used_cores,
+            cpu_limit_cores: evidence.cpu_limit_cores,
+            node_cores: evidence.node_cores,
+            runqueue: RunQueueEvidence {
+                wait_seconds: evidence.runqueue_wait_seconds,
+                waits: evidence.runqueue_waits,
+                p50_seconds: evidence.runqueue_p50_seconds,
+                p99_seconds: evidence.runqueue_p99_seconds,
+                share_of_runnable_time: evidence.runqueue_wait_share(),
+                average_waiting_tasks: evidence.average_waiting_tasks(),
+            },
+            summary: summary(verdict.primary, &evidence),
+            advice: advice(verdict.primary).iter().map(|line| (*line).to_owned()).collect(),
+            verdict,
+        })
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        let process = &self.process;
+        // Writing to a String cannot fail.
+        let _ = writeln!(text, "verdict:  {}", self.summary);
+        let _ = writeln!(text, "process:  {} ({})", process.pid, process.command);
+        let _ = writeln!(text, "cgroup:   {}", process.cgroup);
+        let _ = writeln!(text, "window:   {:.1} s", self.window_seconds);
+        let _ = writeln!(text);
+        let _ = writeln!(text, "evidence:");
+        let _ = writeln!(text, "  CPU used        {}", self.cpu_line());
+        let runqueue = &self.runqueue;
+        let _ = writeln!(
+            text,
+            "  run-queue wait  p50 {}, p99 {} over {} waits",
+            format_seconds(runqueue.p50_seconds),
+            format_seconds(runqueue.p99_seconds),
+            runqueue.waits
+        );
+        let _ = writeln!(
+            text,
+            "                  {:.3} s in total: {:.0}% of the time its tasks were runnable, {:.2} tasks waiting on average",
+            runqueue.wait_seconds,
+            runqueue.share_of_runnable_time * 100.0,
+            runqueue.average_waiting_tasks
+        );
+        for finding in self.verdict.findings.iter().skip(1) {
+            let _ = writeln!(text, "  also holds      {} ({:.0}% of runnable time)", finding.class, finding.cost_share * 100.0);
+        }
+        if !self.advice.is_empty() {
+            let _ = writeln!(text);
+            let _ = writeln!(text, "what usually fixes it:");
+            for line in &self.advice {
+                let _ = writeln!(text, "  - {line}");
+            }
+        }
+        text
+    }
+
+    fn cpu_line(&self) -> String {
+        let used = self
+            .cpu_used_cores
+            .map_or_else(|| "unknown".to_owned(), |cores| format!("{cores:.2} cores"));
+        let limit = self
+            .cpu_limit_cores
+            .map_or_else(|| "no CPU limit".to_owned(), |cores| format!("limit {cores:.2} cores"));
+        format!("{used} ({limit}; {} CPUs on the node)", self.node_cores)
+    }
+}
+
+fn summary(primary: Class, evidence: &Evidence) -> String {
+    let share = evidence.runqueue_wait_share() * 100.0;
+    let used = evidence.cpu_used_cores.unwrap_or(0.0);
+    match primary {
+        Class::CpuSaturated => format!(
+            "CPU saturated: the group uses {used:.2} of the {:.2} cores it may use, and its tasks spent {share:.0}% of their runnable time waiting for a CPU.",
+            evidence.cpu_allowed_cores()
+        ),
+        Class::CpuContention => format!(
+            "CPU contention (run-queue wait): its tasks spent {share:.0}% of their runnable time waiting for a CPU while the group used only {used:.2} cores; other groups hold the CPUs."
+        ),
+        Class::None => "no bottleneck: its tasks rarely wait for a CPU.".to_owned(),
+    }
+}
+
+fn advice(primary: Class) -> &'static [&'static str] {
+    match primary {
+        Class::CpuSaturated => &[
+            "The group needs more CPU than it has: raise its CPU limit or request, or add replicas.",
+            "If it has no limit, the node itself is full: move load to other nodes.",
+        ],
+        Class::CpuContention => &[
+            "Find the neighbour: the groups using most CPU on this node (chokepoint_cpu_usage_seconds_total, or top).",
+            "Give this pod a CPU request that matches its needs so the scheduler and CFS weights favour it, or move the busy neighbour.",
+        ],
+        Class::None => &[],
+    }
+}
+
+fn format_seconds(seconds: Option<f64>) -> String {
+    match seconds {
+        None => "n/a".to_owned(),
+        Some(value) if value < 1e-3 => format!("{:.0} µs", value * 1e6),
+        Some(value) if value < 1.0 => format!("{:.1} ms", value * 1e3),
+        Some(value) => format!("{value:.2} s"),
+    }
+}

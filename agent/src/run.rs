@@ -1,0 +1,127 @@
+//! `agent run`: the node daemon.
+
+use std::{
+    sync::{Arc, RwLock, mpsc},
+    thread,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::{
+    config::{EngineArgs, parse_duration},
+    engine::{Engine, SharedSnapshot},
+    exporter, http, mounts, privileges,
+};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Address and port to serve /metrics and /healthz on.
+    #[arg(long, default_value = http::DEFAULT_LISTEN, env = "CHOKEPOINT_LISTEN")]
+    listen: String,
+
+    /// Span of the sliding window each cgroup is classified over (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "CHOKEPOINT_WINDOW")]
+    window: Duration,
+
+    /// Value of the `node` label; defaults to the host name. In Kubernetes,
+    /// set it from spec.nodeName.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = args.engine.engine_config(args.window)?;
+    let address = http::parse_listen(&args.listen)?;
+    privileges::check_probe_privileges()?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        kernel = %kernel_release(),
+        "starting chokepoint agent"
+    );
+    mounts::ensure_tracefs();
+
+    // Bind before loading probes so a port already in use fails fast.
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("binding the metrics listener on {address} failed"))?;
+    listener.set_nonblocking(true)?;
+
+    let mut engine = Engine::start(config)?;
+    let attached = engine.probe_states().iter().filter(|state| state.skipped.is_none()).count();
+    info!(attached, total = engine.probe_states().len(), "probes ready");
+
+    let snapshot: SharedSnapshot = Arc::new(RwLock::new(Arc::new(engine.tick())));
+    let (stop_sender, stop_receiver) = mpsc::channel::<()>();
+    let engine_thread = spawn_engine(engine, snapshot.clone(), config.tick, stop_receiver)?;
+
+    let node = args.node_name.unwrap_or_else(host_name);
+    let server = http::Server {
+        registry: exporter::registry(snapshot.clone(), node),
+        snapshot,
+        stale_after: config.tick * 5 + Duration::from_secs(5),
+    };
+    info!(%address, "serving /metrics and /healthz");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime failed")?;
+    let outcome = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            result = http::serve(listener, server) => result,
+            _ = terminate.recv() => { info!("SIGTERM received; shutting down"); Ok(()) }
+            _ = interrupt.recv() => { info!("SIGINT received; shutting down"); Ok(()) }
+        }
+    });
+
+    drop(stop_sender);
+    if engine_thread.join().is_err() {
+        warn!("the collection thread panicked");
+    }
+    info!("probes detached; exiting");
+    outcome
+}
+
+/// Runs the engine on its own thread, publishing a snapshot every tick
+/// until `stop` is dropped. Dropping the engine detaches the probes.
+fn spawn_engine(
+    mut engine: Engine,
+    snapshot: SharedSnapshot,
+    tick: Duration,
+    stop: mpsc::Receiver<()>,
+) -> anyhow::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("collector".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(tick) {
+                let next = Arc::new(engine.tick());
+                match snapshot.write() {
+                    Ok(mut current) => *current = next,
+                    Err(_) => break,
+                }
+            }
+            drop(engine);
+        })
+        .context("starting the collection thread failed")
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|release| release.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
