@@ -17,14 +17,12 @@ use prometheus_client::{encoding::text::encode, registry::Registry};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tracing::{debug, warn};
 
-use crate::engine::SharedSnapshot;
+use crate::{engine::SharedSnapshot, exposition};
 
 /// Connections served at once; further ones wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 64;
 /// A client that has not sent its request headers by then is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub struct Server {
     pub registry: Registry,
@@ -82,21 +80,29 @@ fn route(server: &Server, request: &Request<Incoming>) -> Response<Full<Bytes>> 
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are allowed\n");
     }
     match path {
-        "/metrics" => metrics(server),
+        "/metrics" => {
+            let accept = request.headers().get(header::ACCEPT).and_then(|value| value.to_str().ok());
+            metrics(server, exposition::wants_openmetrics(accept))
+        }
         _ => health(server),
     }
 }
 
-fn metrics(server: &Server) -> Response<Full<Bytes>> {
+fn metrics(server: &Server, openmetrics: bool) -> Response<Full<Bytes>> {
     let mut body = String::with_capacity(64 * 1024);
     if let Err(error) = encode(&mut body, &server.registry) {
         warn!(%error, "encoding /metrics failed");
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n");
     }
+    let (body, content_type) = if openmetrics {
+        (body, exposition::OPENMETRICS_CONTENT_TYPE)
+    } else {
+        (exposition::to_prometheus_text(&body), exposition::PROMETHEUS_TEXT_CONTENT_TYPE)
+    };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response
         .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE));
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     response
 }
 

@@ -6,6 +6,7 @@ mod classify;
 mod config;
 mod engine;
 mod exporter;
+mod exposition;
 mod http;
 mod kernel_btf;
 mod mounts;

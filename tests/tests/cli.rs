@@ -1,0 +1,113 @@
+//! The agent's command line and HTTP surface: classify, errors, shutdown.
+
+use std::{
+    process::Command,
+    thread,
+    time::Duration,
+};
+
+use integration_tests::{Agent, TestCgroup, Workload, binary, require_root};
+
+fn classify(pid: u32, extra: &[&str]) -> std::process::Output {
+    Command::new(binary("agent"))
+        .args(["classify", "--pid", &pid.to_string(), "--duration", "3s"])
+        .args(extra)
+        .output()
+        .expect("running agent classify")
+}
+
+#[test]
+fn classify_names_runqueue_wait() {
+    require_root();
+    let noisy = TestCgroup::new("noisy");
+    let victim = TestCgroup::new("victim");
+    let cpus = thread::available_parallelism().map_or(2, |count| count.get());
+    let _noisy_load = Workload::start(&noisy, &["busy", &(cpus * 2).to_string()]);
+    let victim_load = Workload::start(&victim, &["wake-loop", "2000", "200"]);
+    thread::sleep(Duration::from_millis(500));
+
+    let text = classify(victim_load.pid(), &[]);
+    let json = classify(victim_load.pid(), &["--output", "json"]);
+
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    let verdict = stdout.lines().next().unwrap_or_default();
+    assert_eq!(text.status.code(), Some(2), "exit status; output:\n{stdout}");
+    assert!(verdict.starts_with("verdict:"), "{stdout}");
+    assert!(verdict.contains("run-queue wait"), "{stdout}");
+    assert!(stdout.contains(&victim.relative), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("classify JSON");
+    assert_eq!(report["verdict"]["primary"], "cpu_contention");
+    assert_eq!(report["process"]["cgroup"], victim.relative.as_str());
+    assert!(report["runqueue"]["p99_seconds"].as_f64().unwrap_or(0.0) > 0.0);
+}
+
+#[test]
+fn classify_idle_process_finds_nothing() {
+    require_root();
+    let idle = TestCgroup::new("idle");
+    let load = Workload::start(&idle, &["idle"]);
+
+    let output = classify(load.pid(), &["--output", "json"]);
+
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("classify JSON");
+    assert_eq!(report["verdict"]["primary"], "none");
+}
+
+#[test]
+fn classify_bogus_pid_fails_clearly() {
+    require_root();
+
+    // pid_max is at most 2^22, so this pid never exists.
+    let output = classify(99_999_999, &[]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("no process with pid 99999999"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn classify_rejects_bad_duration() {
+    let output = Command::new(binary("agent"))
+        .args(["classify", "--pid", "1", "--duration", "soon"])
+        .output()
+        .expect("running agent classify");
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid duration"));
+}
+
+#[test]
+fn http_rejects_garbage_and_keeps_serving() {
+    require_root();
+    let agent = Agent::start(&[]);
+
+    let garbage = agent.request(b"\x16\x03\x01\x02\x00garbage\r\n\r\n").expect("garbage request");
+    let missing = agent.get("/nope").expect("unknown path");
+    let post = agent
+        .request(b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("POST");
+
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    assert!(agent.get("/healthz").expect("healthz").starts_with("HTTP/1.1 200"));
+    assert!(agent.scrape().text.contains("chokepoint_probe_attached"));
+}
+
+#[test]
+fn sigterm_detaches_and_exits_zero() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let attached = agent.scrape().value("chokepoint_probe_attached", &[("probe", "sched_switch")]);
+    assert_eq!(attached, Some(1.0));
+
+    let status = agent.stop();
+
+    assert!(status.success(), "agent exited with {status}");
+    let programs = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool");
+    let listing = String::from_utf8_lossy(&programs.stdout);
+    assert!(!listing.contains("sched_switch"), "a probe is still loaded:\n{listing}");
+}

@@ -1,0 +1,118 @@
+//! Run-queue latency, end to end: real workloads in real cgroups, the
+//! agent's numbers against the kernel's own schedstat accounting.
+
+use std::{
+    process::Command,
+    thread,
+    time::Duration,
+};
+
+use integration_tests::{Agent, TestCgroup, Workload, kernel, require_root};
+
+const WAIT_METRIC: &str = "chokepoint_runqueue_wait_seconds_total";
+const MEASURE: Duration = Duration::from_secs(8);
+
+fn busy_threads() -> String {
+    // Twice as many spinning threads as CPUs keeps every run queue full.
+    let cpus = thread::available_parallelism().map_or(2, |count| count.get());
+    (cpus * 2).to_string()
+}
+
+fn agent_wait_seconds(agent: &Agent, cgroup: &TestCgroup) -> f64 {
+    agent
+        .scrape()
+        .value(WAIT_METRIC, &[("cgroup", &cgroup.relative)])
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn runqueue_wait_matches_schedstat() {
+    require_root();
+    let noisy = TestCgroup::new("noisy");
+    let victim = TestCgroup::new("victim");
+    let idle = TestCgroup::new("idle");
+    let noisy_load = Workload::start(&noisy, &["busy", &busy_threads()]);
+    let victim_load = Workload::start(&victim, &["wake-loop", "2000", "200"]);
+    let idle_load = Workload::start(&idle, &["idle"]);
+    let agent = Agent::start(&[]);
+    thread::sleep(Duration::from_secs(1));
+
+    let victim_agent_start = agent_wait_seconds(&agent, &victim);
+    let noisy_agent_start = agent_wait_seconds(&agent, &noisy);
+    let idle_agent_start = agent_wait_seconds(&agent, &idle);
+    let victim_kernel_start = kernel::run_delay_ns(victim_load.pid());
+    let noisy_kernel_start = kernel::run_delay_ns(noisy_load.pid());
+    thread::sleep(MEASURE);
+    let victim_agent = agent_wait_seconds(&agent, &victim) - victim_agent_start;
+    let noisy_agent = agent_wait_seconds(&agent, &noisy) - noisy_agent_start;
+    let idle_agent = agent_wait_seconds(&agent, &idle) - idle_agent_start;
+    let victim_kernel = (kernel::run_delay_ns(victim_load.pid()) - victim_kernel_start) as f64 / 1e9;
+    let noisy_kernel = (kernel::run_delay_ns(noisy_load.pid()) - noisy_kernel_start) as f64 / 1e9;
+    eprintln!(
+        "victim: agent {victim_agent:.4} s, schedstat {victim_kernel:.4} s; \
+         noisy: agent {noisy_agent:.4} s, schedstat {noisy_kernel:.4} s; idle: agent {idle_agent:.6} s"
+    );
+
+    assert!(victim_kernel > 0.05, "the scenario made too little contention: victim waited {victim_kernel} s");
+    let victim_error = kernel::relative_error(victim_agent, victim_kernel);
+    assert!(victim_error < 0.10, "victim wait off by {:.1}%", victim_error * 100.0);
+    let noisy_error = kernel::relative_error(noisy_agent, noisy_kernel);
+    assert!(noisy_error < 0.10, "noisy wait off by {:.1}%", noisy_error * 100.0);
+    assert!(idle_agent < 0.001, "idle group shows {idle_agent} s of run-queue wait");
+    drop(idle_load);
+}
+
+#[test]
+fn removed_cgroup_series_disappear() {
+    require_root();
+    let noisy = TestCgroup::new("noisy");
+    let short_lived = TestCgroup::new("short-lived");
+    let _noisy_load = Workload::start(&noisy, &["busy", &busy_threads()]);
+    let short_load = Workload::start(&short_lived, &["wake-loop", "1000", "100"]);
+    let agent = Agent::start(&[]);
+    thread::sleep(Duration::from_secs(1));
+    assert!(agent.scrape().value(WAIT_METRIC, &[("cgroup", &short_lived.relative)]).is_some());
+
+    let relative = short_lived.relative.clone();
+    drop(short_load);
+    drop(short_lived);
+    thread::sleep(Duration::from_secs(1));
+
+    let scrape = agent.scrape();
+    assert_eq!(scrape.value(WAIT_METRIC, &[("cgroup", &relative)]), None);
+    assert!(scrape.value(WAIT_METRIC, &[("cgroup", &noisy.relative)]).is_some());
+}
+
+#[test]
+fn promtool_accepts_the_scrape() {
+    require_root();
+    let victim = TestCgroup::new("victim");
+    let _load = Workload::start(&victim, &["wake-loop", "1000", "100"]);
+    let agent = Agent::start(&[]);
+    thread::sleep(Duration::from_secs(1));
+    let scrape = agent.scrape();
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running promtool (Debian package prometheus)");
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(scrape.text.as_bytes())
+        .expect("writing to promtool");
+    let output = promtool.wait_with_output().expect("waiting for promtool");
+
+    assert!(
+        output.status.success(),
+        "promtool rejected the scrape: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(scrape.text.contains(&format!("cgroup=\"{}\"", victim.relative)));
+}
