@@ -1,7 +1,9 @@
 //! Self-accounting of the probes: events handled and events lost.
 
-/// Index of each probe program in [`PROBE_STATS_MAP`], and the label the
-/// agent exports it under.
+/// Index of each probe program in [`PROBE_STATS_MAP`].
+///
+/// Values are grouped by signal so families can be added without
+/// renumbering: 0-7 scheduler and block I/O, 8-15 network.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProbeId {
@@ -10,8 +12,9 @@ pub enum ProbeId {
     SchedWakeupNew = 2,
 }
 
-/// Number of [`ProbeId`] values; the size of [`PROBE_STATS_MAP`].
-pub const PROBE_COUNT: u32 = 3;
+/// Size of [`PROBE_STATS_MAP`]: one more than the largest [`ProbeId`]
+/// value the ranges above allow.
+pub const PROBE_COUNT: u32 = 16;
 
 /// Name of the per-CPU array of [`ProbeStats`], indexed by [`ProbeId`].
 pub const PROBE_STATS_MAP: &str = "PROBE_STATS";
