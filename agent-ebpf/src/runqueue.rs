@@ -7,13 +7,10 @@
 //! from that task's own `task_struct`, never from whichever task is current
 //! when the event fires.
 
-use agent_common::{
-    histogram::LatencyHistogram,
-    probe::ProbeId,
-};
+use agent_common::{histogram::LatencyHistogram, probe::ProbeId, runqueue::NeighbourKey};
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
     macros::{map, raw_tracepoint},
     maps::{HashMap, PerCpuHashMap},
     programs::RawTracePointContext,
@@ -34,6 +31,10 @@ static RUNQ_ENQUEUED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_THREADS,
 #[map]
 static RUNQ_LATENCY: PerCpuHashMap<u64, LatencyHistogram> =
     PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+
+#[map]
+static RUNQ_NEIGHBOURS: PerCpuHashMap<NeighbourKey, u64> =
+    PerCpuHashMap::with_max_entries(MAX_CGROUPS * 4, 0);
 
 /// `sched_wakeup(struct task_struct *p)`.
 #[raw_tracepoint(tracepoint = "sched_wakeup")]
@@ -106,7 +107,23 @@ fn finish_wait(next: Task, now: u64) -> Result<(), i32> {
     let wait = now.saturating_sub(enqueued);
     let cgroup = next.cgroup_id()?;
     record_wait(cgroup, wait);
+    // sched_switch runs before the context switch, so the current task is
+    // `prev`: the task that held this CPU until `next` got it.
+    // SAFETY: a helper call without arguments or side effects.
+    let runner = unsafe { bpf_get_current_cgroup_id() };
+    record_neighbour(NeighbourKey { waiter: cgroup, runner }, wait);
     Ok(())
+}
+
+#[inline(always)]
+fn record_neighbour(key: NeighbourKey, wait_ns: u64) {
+    if let Some(total) = RUNQ_NEIGHBOURS.get_ptr_mut(key) {
+        // SAFETY: this CPU's copy of a per-CPU value; sched_switch does not
+        // nest on one CPU.
+        unsafe { *total += wait_ns };
+    } else if RUNQ_NEIGHBOURS.insert(key, wait_ns, BPF_NOEXIST as u64).is_err() {
+        count_loss(ProbeId::SchedSwitch, Loss::MapFull);
+    }
 }
 
 #[inline(always)]

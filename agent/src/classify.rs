@@ -48,7 +48,8 @@ pub fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     }
     let process = process_info(args.pid)?;
     privileges::check_probe_privileges()?;
-    let config = args.engine.engine_config(args.duration + args.engine.tick)?;
+    // One window, evaluated once: no hysteresis.
+    let config = args.engine.engine_config(args.duration + args.engine.tick, Duration::ZERO)?;
 
     let mut engine = Engine::start(config)?;
     let id = engine.cgroup_id(&process.cgroup).with_context(|| {

@@ -39,7 +39,8 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    pub fn engine_config(&self, window: Duration) -> anyhow::Result<EngineConfig> {
+    /// The engine's configuration with the given window and hysteresis.
+    pub fn engine_config(&self, window: Duration, min_duration: Duration) -> anyhow::Result<EngineConfig> {
         for (name, value) in [
             ("--runqueue-wait-share", self.runqueue_wait_share),
             ("--saturation-share", self.saturation_share),
@@ -54,6 +55,7 @@ impl EngineArgs {
         Ok(EngineConfig {
             tick: self.tick,
             window,
+            min_duration,
             thresholds: Thresholds {
                 runqueue_wait_share: self.runqueue_wait_share,
                 runqueue_min_waiting_tasks: self.runqueue_min_waiting_tasks,

@@ -114,6 +114,21 @@ fn encode_groups(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: 
             ConstGauge::new(evidence.runqueue_wait_share()).encode(metric.encode_family(&labels)?)?;
         }
     }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "runqueue_neighbour_wait_ratio",
+            "Share of the cgroup's run-queue wait over the window that ended when a task of the neighbour cgroup gave up the CPU: which groups held the CPUs while it waited. Top 3 neighbours per cgroup.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for group in groups {
+            for neighbour in &group.neighbours {
+                let mut labels = group_labels(group, node);
+                labels.push(("neighbour", neighbour.cgroup.as_str()));
+                ConstGauge::new(neighbour.share).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+    }
     encode_classes(encoder, groups, node)
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     classifier::{Class, Evidence, Verdict},
-    engine::GroupReport,
+    engine::{GroupReport, Neighbour},
 };
 
 #[derive(Clone, Debug, Serialize)]
@@ -40,6 +40,8 @@ pub struct ClassifyReport {
     pub cpu_limit_cores: Option<f64>,
     pub node_cores: f64,
     pub runqueue: RunQueueEvidence,
+    /// Groups whose tasks held the CPU while this group's tasks waited.
+    pub neighbours: Vec<Neighbour>,
     pub verdict: Verdict,
     /// One sentence naming the primary bottleneck.
     pub summary: String,
@@ -67,6 +69,7 @@ impl ClassifyReport {
                 share_of_runnable_time: evidence.runqueue_wait_share(),
                 average_waiting_tasks: evidence.average_waiting_tasks(),
             },
+            neighbours: group.neighbours.clone(),
             summary: summary(verdict.primary, &evidence),
             advice: advice(verdict.primary).iter().map(|line| (*line).to_owned()).collect(),
             verdict,
@@ -77,7 +80,7 @@ impl ClassifyReport {
         let mut text = String::new();
         let process = &self.process;
         // Writing to a String cannot fail.
-        let _ = writeln!(text, "verdict:  {}", self.summary);
+        let _ = writeln!(text, "verdict:  {}", self.summary_with_neighbour());
         let _ = writeln!(text, "process:  {} ({})", process.pid, process.command);
         let _ = writeln!(text, "cgroup:   {}", process.cgroup);
         let _ = writeln!(text, "window:   {:.1} s", self.window_seconds);
@@ -99,6 +102,16 @@ impl ClassifyReport {
             runqueue.share_of_runnable_time * 100.0,
             runqueue.average_waiting_tasks
         );
+        for (index, neighbour) in self.neighbours.iter().enumerate() {
+            let heading = if index == 0 { "ran ahead of it" } else { "" };
+            let _ = writeln!(
+                text,
+                "  {heading:<16}{} ({:.0}% of its run-queue wait, {:.3} s)",
+                neighbour.cgroup,
+                neighbour.share * 100.0,
+                neighbour.wait_seconds
+            );
+        }
         for finding in self.verdict.findings.iter().skip(1) {
             let _ = writeln!(text, "  also holds      {} ({:.0}% of runnable time)", finding.class, finding.cost_share * 100.0);
         }
@@ -110,6 +123,16 @@ impl ClassifyReport {
             }
         }
         text
+    }
+
+    /// The summary, naming the main neighbour for contention.
+    fn summary_with_neighbour(&self) -> String {
+        match (self.verdict.primary, self.neighbours.first()) {
+            (Class::CpuContention, Some(neighbour)) => {
+                format!("{} Main neighbour: {}.", self.summary, neighbour.cgroup)
+            }
+            _ => self.summary.clone(),
+        }
     }
 
     fn cpu_line(&self) -> String {

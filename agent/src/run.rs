@@ -27,6 +27,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "CHOKEPOINT_WINDOW")]
     window: Duration,
 
+    /// How long a bottleneck class must hold before it is raised, and not
+    /// hold before it is cleared (e.g. 10s); 0 follows every window.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "CHOKEPOINT_MIN_DURATION")]
+    min_duration: Duration,
+
     /// Value of the `node` label; defaults to the host name. In Kubernetes,
     /// set it from spec.nodeName.
     #[arg(long, env = "NODE_NAME")]
@@ -37,7 +42,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let config = args.engine.engine_config(args.window)?;
+    let config = args.engine.engine_config(args.window, args.min_duration)?;
     let address = http::parse_listen(&args.listen)?;
     privileges::check_probe_privileges()?;
     info!(

@@ -23,7 +23,7 @@ impl Agent {
         let port = free_port();
         let address = format!("127.0.0.1:{port}");
         let child = Command::new(binary("agent"))
-            .args(["run", "--listen", &address, "--tick", "100ms", "--window", "5s"])
+            .args(["run", "--listen", &address, "--tick", "100ms", "--window", "5s", "--min-duration", "1s"])
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -10,12 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::histogram::LatencyHistogram;
+use agent_common::{histogram::LatencyHistogram, runqueue::NeighbourKey};
+use serde::Serialize;
 use tracing::{debug, info};
 
 use crate::{
     cgroup::{CgroupId, CgroupLayout, CgroupResolver, cpu_stat::{CpuLimit, CpuStat}},
-    classifier::{self, Class, Evidence, Thresholds, Verdict},
+    classifier::{self, Class, Evidence, Thresholds, Verdict, stability::Stability},
     probes::{MapSizes, ProbeCost, ProbeSpec, ProbeState, Probes},
 };
 use window::{Sample, Window, quantile_ns};
@@ -26,6 +27,9 @@ pub struct EngineConfig {
     pub tick: Duration,
     /// Span of the sliding window the classifier reads.
     pub window: Duration,
+    /// How long a class must hold before it is raised, and not hold before
+    /// it is cleared.
+    pub min_duration: Duration,
     pub thresholds: Thresholds,
     pub map_sizes: MapSizes,
 }
@@ -44,6 +48,25 @@ pub struct GroupReport {
     /// Measurements over the window; `None` until two ticks have passed.
     pub evidence: Option<Evidence>,
     pub verdict: Option<Verdict>,
+    /// Other groups whose tasks held the CPU while this group's tasks
+    /// waited, over the window, largest share first (at most
+    /// [`MAX_NEIGHBOURS`]).
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// Most neighbours named per group, which bounds the label cardinality of
+/// the neighbour series.
+pub const MAX_NEIGHBOURS: usize = 3;
+
+/// A group that ran ahead of another group's waiting tasks.
+#[derive(Clone, Debug, Serialize)]
+pub struct Neighbour {
+    pub cgroup: String,
+    /// Run-queue wait of the waiting group that ended when a task of this
+    /// group gave up the CPU, in seconds over the window.
+    pub wait_seconds: f64,
+    /// That wait as a share of the waiting group's whole run-queue wait.
+    pub share: f64,
 }
 
 /// Everything the exporter and `classify` render, taken at one tick.
@@ -63,6 +86,7 @@ impl Snapshot {
 struct Group {
     path: String,
     window: Window,
+    stability: Stability,
     primary: Option<Class>,
 }
 
@@ -124,6 +148,13 @@ impl Engine {
             .as_ref()
             .map(|maps| maps.read())
             .unwrap_or_default();
+        let mut neighbours = neighbours_by_waiter(
+            self.probes
+                .runqueue
+                .as_ref()
+                .map(|maps| maps.read_neighbours())
+                .unwrap_or_default(),
+        );
 
         let ids: HashSet<CgroupId> = runqueue.keys().chain(self.watched.iter()).copied().collect();
         for id in ids {
@@ -136,13 +167,15 @@ impl Engine {
                 at: now,
                 runqueue: runqueue.get(&id).copied().unwrap_or(LatencyHistogram::ZERO),
                 cpu,
+                neighbours: neighbours.remove(&id).unwrap_or_default(),
             };
-            let span = self.config.window;
+            let (span, min_duration) = (self.config.window, self.config.min_duration);
             let group = self.groups.entry(id).or_insert_with(|| {
                 debug!(cgroup = %path, id, "cgroup seen");
                 Group {
                     path: path.clone(),
                     window: Window::new(span),
+                    stability: Stability::new(min_duration),
                     primary: None,
                 }
             });
@@ -180,24 +213,32 @@ impl Engine {
         let layout = &self.layout;
         let mut groups = Vec::with_capacity(self.groups.len());
         for (&id, group) in &mut self.groups {
-            let Some(latest) = group.window.latest().copied() else { continue };
+            let Some(latest) = group.window.latest() else { continue };
+            let (runqueue_total, cpu) = (latest.runqueue, latest.cpu);
             let cpu_limit = cpu_limit_of(layout, &group.path);
-            let evidence = group
-                .window
-                .delta()
-                .map(|delta| evidence_from(&delta, cpu_limit, node_cores));
-            let verdict = evidence.as_ref().map(|evidence| classifier::classify(evidence, &thresholds));
+            let delta = group.window.delta();
+            let evidence = delta
+                .as_ref()
+                .map(|delta| evidence_from(delta, cpu_limit, node_cores));
+            let neighbours = delta
+                .as_ref()
+                .map(|delta| name_neighbours(&mut self.resolver, id, delta))
+                .unwrap_or_default();
+            let verdict = evidence
+                .as_ref()
+                .map(|evidence| group.stability.update(&classifier::classify(evidence, &thresholds), now));
             if let Some(verdict) = &verdict {
                 log_primary_change(group, verdict.primary);
             }
             groups.push(GroupReport {
                 id,
                 path: group.path.clone(),
-                runqueue_total: latest.runqueue,
-                cpu: latest.cpu,
+                runqueue_total,
+                cpu,
                 cpu_limit,
                 evidence,
                 verdict,
+                neighbours,
             });
         }
         groups.sort_by(|a, b| a.path.cmp(&b.path));
@@ -235,6 +276,36 @@ fn log_primary_change(group: &mut Group, primary: Class) {
         }
         group.primary = Some(primary);
     }
+}
+
+/// Groups the cumulative (waiter, runner) totals by waiter.
+fn neighbours_by_waiter(pairs: HashMap<NeighbourKey, u64>) -> HashMap<CgroupId, Vec<(CgroupId, u64)>> {
+    let mut by_waiter: HashMap<CgroupId, Vec<(CgroupId, u64)>> = HashMap::new();
+    for (key, wait_ns) in pairs {
+        by_waiter.entry(key.waiter).or_default().push((key.runner, wait_ns));
+    }
+    by_waiter
+}
+
+/// The top other groups behind a group's waits, with their paths.
+fn name_neighbours(resolver: &mut CgroupResolver, id: CgroupId, delta: &window::Delta) -> Vec<Neighbour> {
+    let total_ns = delta.runqueue.total_ns;
+    if total_ns == 0 {
+        return Vec::new();
+    }
+    delta
+        .neighbours
+        .iter()
+        .filter(|(runner, _)| *runner != id)
+        .filter_map(|&(runner, wait_ns)| {
+            Some(Neighbour {
+                cgroup: resolver.path_of(runner)?.to_owned(),
+                wait_seconds: wait_ns as f64 / 1e9,
+                share: (wait_ns as f64 / total_ns as f64).min(1.0),
+            })
+        })
+        .take(MAX_NEIGHBOURS)
+        .collect()
 }
 
 fn cpu_limit_of(layout: &CgroupLayout, path: &str) -> Option<CpuLimit> {

@@ -8,24 +8,30 @@ use std::{
 
 use agent_common::histogram::{LatencyHistogram, SLOTS};
 
-use crate::cgroup::cpu_stat::CpuStat;
+use crate::cgroup::{CgroupId, cpu_stat::CpuStat};
 
 /// Cumulative counters of one cgroup at one tick.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Sample {
     pub at: Instant,
     pub runqueue: LatencyHistogram,
     pub cpu: CpuStat,
+    /// Run-queue wait of this group's tasks, in nanoseconds, per cgroup
+    /// whose task ran on the CPU right before the waiting task got it.
+    pub neighbours: Vec<(CgroupId, u64)>,
 }
 
 /// What happened in a cgroup between two samples.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Delta {
     pub elapsed: Duration,
     pub runqueue: LatencyHistogram,
     /// CPU time used, in nanoseconds, when `cpu.stat` could be read at
     /// both ends.
     pub cpu_usage_ns: Option<u64>,
+    /// Run-queue wait per cgroup that ran ahead, in nanoseconds, largest
+    /// first; pairs without new waits are left out.
+    pub neighbours: Vec<(CgroupId, u64)>,
 }
 
 /// Samples covering at most `span`, oldest first.
@@ -46,12 +52,13 @@ impl Window {
     /// Appends a sample and drops those older than the span, keeping one
     /// sample at or beyond the span so the delta covers all of it.
     pub fn push(&mut self, sample: Sample) {
+        let now = sample.at;
         self.samples.push_back(sample);
         while self.samples.len() > 2
             && self
                 .samples
                 .get(1)
-                .is_some_and(|second| sample.at.duration_since(second.at) >= self.span)
+                .is_some_and(|second| now.duration_since(second.at) >= self.span)
         {
             self.samples.pop_front();
         }
@@ -76,8 +83,25 @@ impl Window {
                 (Some(last), Some(first)) => Some(last.saturating_sub(first)),
                 _ => None,
             },
+            neighbours: neighbours_delta(&last.neighbours, &first.neighbours),
         })
     }
+}
+
+fn neighbours_delta(later: &[(CgroupId, u64)], earlier: &[(CgroupId, u64)]) -> Vec<(CgroupId, u64)> {
+    let mut delta: Vec<(CgroupId, u64)> = later
+        .iter()
+        .map(|&(runner, total)| {
+            let before = earlier
+                .iter()
+                .find(|(id, _)| *id == runner)
+                .map_or(0, |&(_, value)| value);
+            (runner, total.saturating_sub(before))
+        })
+        .filter(|&(_, wait)| wait > 0)
+        .collect();
+    delta.sort_by(|a, b| b.1.cmp(&a.1));
+    delta
 }
 
 /// `later - earlier`, slot by slot. Counters only grow while a map entry
@@ -132,6 +156,7 @@ mod tests {
                 usage_ns: Some(usage_ns),
                 ..CpuStat::default()
             },
+            neighbours: vec![(7, usage_ns), (9, 5)],
         }
     }
 
@@ -150,6 +175,7 @@ mod tests {
         assert_eq!(delta.runqueue.count, 29 - 19);
         assert_eq!(delta.runqueue.total_ns, 10 * 1_000);
         assert_eq!(delta.cpu_usage_ns, Some(10_000_000));
+        assert_eq!(delta.neighbours, vec![(7, 10_000_000)]);
     }
 
     #[test]

@@ -76,6 +76,7 @@ impl Probes {
         let mut ebpf = EbpfLoader::new()
             .override_global(KERNEL_OFFSETS_SYMBOL, &offsets, true)
             .map_max_entries(agent_common::runqueue::RUNQ_LATENCY_MAP, sizes.max_cgroups)
+            .map_max_entries(agent_common::runqueue::RUNQ_NEIGHBOURS_MAP, sizes.max_cgroups.saturating_mul(4))
             .map_max_entries(agent_common::runqueue::RUNQ_ENQUEUED_MAP, sizes.max_threads)
             .load(PROBE_OBJECT)
             .map_err(|error| load_hint(error.into()))?;

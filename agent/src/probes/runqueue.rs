@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use agent_common::{histogram::LatencyHistogram, runqueue::RUNQ_LATENCY_MAP};
+use agent_common::{
+    histogram::LatencyHistogram,
+    runqueue::{NeighbourKey, RUNQ_LATENCY_MAP, RUNQ_NEIGHBOURS_MAP},
+};
 use anyhow::Context as _;
 use aya::{
     Ebpf,
@@ -14,15 +17,18 @@ use crate::cgroup::CgroupId;
 
 pub struct RunQueueMaps {
     latency: PerCpuHashMap<MapData, CgroupId, LatencyHistogram>,
+    neighbours: PerCpuHashMap<MapData, NeighbourKey, u64>,
 }
 
 impl RunQueueMaps {
     pub(super) fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        let map = ebpf
-            .take_map(RUNQ_LATENCY_MAP)
-            .with_context(|| format!("probe object has no map {RUNQ_LATENCY_MAP}"))?;
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("probe object has no map {name}"))
+        };
         Ok(Self {
-            latency: PerCpuHashMap::try_from(map)?,
+            latency: PerCpuHashMap::try_from(take(RUNQ_LATENCY_MAP)?)?,
+            neighbours: PerCpuHashMap::try_from(take(RUNQ_NEIGHBOURS_MAP)?)?,
         })
     }
 
@@ -38,10 +44,28 @@ impl RunQueueMaps {
         totals
     }
 
-    /// Removes a deleted cgroup's entry so the map does not fill up.
+    /// Cumulative wait, in nanoseconds, per (waiter, runner) cgroup pair.
+    pub fn read_neighbours(&self) -> HashMap<NeighbourKey, u64> {
+        self.neighbours
+            .iter()
+            .flatten()
+            .map(|(key, per_cpu)| (key, per_cpu.iter().sum()))
+            .collect()
+    }
+
+    /// Removes a deleted cgroup's entries so the maps do not fill up.
     pub fn remove(&mut self, cgroup: CgroupId) {
-        // The entry may already be gone; nothing to do then.
+        // An entry may already be gone; nothing to do then.
         let _ = self.latency.remove(&cgroup);
+        let pairs: Vec<NeighbourKey> = self
+            .neighbours
+            .keys()
+            .flatten()
+            .filter(|key| key.waiter == cgroup || key.runner == cgroup)
+            .collect();
+        for key in pairs {
+            let _ = self.neighbours.remove(&key);
+        }
     }
 }
 

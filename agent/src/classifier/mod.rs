@@ -3,6 +3,8 @@
 //!
 //! Pure logic: no kernel access, so every rule is unit-tested on numbers.
 
+pub mod stability;
+
 use std::fmt;
 
 use serde::Serialize;
