@@ -32,8 +32,9 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = Thresholds::default().runqueue_min_waiting_tasks)]
     pub runqueue_min_waiting_tasks: f64,
 
-    /// Share of its CPU limit (or of the node, without a limit) a group must
-    /// use for CPU waits to count as saturation rather than contention.
+    /// Share of its CPU limit (or of the node, without a limit) that a
+    /// group's CPU demand (cores used plus tasks waiting) must reach for CPU
+    /// waits to count as saturation rather than contention.
     #[arg(long, default_value_t = Thresholds::default().saturation_share)]
     pub saturation_share: f64,
 }

@@ -10,6 +10,7 @@ pub mod cgroups;
 pub mod kernel;
 pub mod metrics;
 pub mod process;
+pub mod scenario;
 
 pub use agent::Agent;
 pub use cgroups::TestCgroup;

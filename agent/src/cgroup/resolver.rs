@@ -76,6 +76,19 @@ impl CgroupResolver {
         self.last_walk = Some(Instant::now());
     }
 
+    /// Walks the tree again when the last walk is older than `interval`, so
+    /// cgroups made since then are found even before a probe sees them.
+    pub fn walk_if_older_than(&mut self, interval: Duration) {
+        if self.last_walk.is_none_or(|last| last.elapsed() >= interval) {
+            self.walk();
+        }
+    }
+
+    /// Ids of every cgroup found by the last walk.
+    pub fn known_ids(&self) -> impl Iterator<Item = CgroupId> + '_ {
+        self.paths.keys().copied()
+    }
+
     /// Forgets cgroups whose directories are gone.
     pub fn forget(&mut self, id: CgroupId) {
         self.paths.remove(&id);

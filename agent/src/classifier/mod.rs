@@ -50,9 +50,9 @@ pub struct Thresholds {
     /// below which run-queue waits are too small to matter, whatever the
     /// share. Keeps an almost idle group with one unlucky wait out.
     pub runqueue_min_waiting_tasks: f64,
-    /// Share of its CPU limit (or of the node's CPUs, without a limit) in
-    /// use above which a group that queues is saturated rather than
-    /// contended.
+    /// Share of its CPU limit (or of the node's CPUs, without a limit) that
+    /// a group's CPU demand (CPU used plus tasks waiting for a CPU) must
+    /// reach for its waits to count as saturation rather than contention.
     pub saturation_share: f64,
 }
 
@@ -100,6 +100,12 @@ impl Evidence {
         } else {
             0.0
         }
+    }
+
+    /// CPU the group would use if it never waited, in cores: CPU used plus
+    /// the average number of its tasks waiting for a CPU.
+    pub fn cpu_demand_cores(&self) -> f64 {
+        self.cpu_used_cores.unwrap_or(0.0) + self.average_waiting_tasks()
     }
 
     /// CPU the group may use, in cores: its limit, else the node.
@@ -154,8 +160,9 @@ fn cpu_finding(evidence: &Evidence, thresholds: &Thresholds) -> Option<Finding> 
     {
         return None;
     }
-    let used = evidence.cpu_used_cores.unwrap_or(0.0);
-    let class = if used >= thresholds.saturation_share * evidence.cpu_allowed_cores() {
+    // A group whose own demand fills what it may use queues behind itself;
+    // one that demands little queues behind others.
+    let class = if evidence.cpu_demand_cores() >= thresholds.saturation_share * evidence.cpu_allowed_cores() {
         Class::CpuSaturated
     } else {
         Class::CpuContention
@@ -203,6 +210,15 @@ mod tests {
 
         assert_eq!(verdict.primary, Class::CpuContention);
         assert!((verdict.findings[0].cost_share - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn busy_group_squeezed_by_others_is_still_saturated() {
+        // Four spinning threads get only 1.2 of 2 cores because other load
+        // runs too, but their demand (1.2 used + 2.8 waiting) fills the node.
+        let verdict = classify(&evidence(1.2, 28.0), &Thresholds::default());
+
+        assert_eq!(verdict.primary, Class::CpuSaturated);
     }
 
     #[test]

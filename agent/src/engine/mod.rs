@@ -156,7 +156,13 @@ impl Engine {
                 .unwrap_or_default(),
         );
 
-        let ids: HashSet<CgroupId> = runqueue.keys().chain(self.watched.iter()).copied().collect();
+        self.resolver.walk_if_older_than(self.config.tick.max(CGROUP_WALK_INTERVAL));
+        let ids: HashSet<CgroupId> = runqueue
+            .keys()
+            .chain(self.watched.iter())
+            .copied()
+            .chain(self.resolver.known_ids())
+            .collect();
         for id in ids {
             let Some(path) = self.resolver.path_of(id).map(str::to_owned) else {
                 self.forget(id);
@@ -181,16 +187,6 @@ impl Engine {
             });
             group.path = path;
             group.window.push(sample);
-        }
-        // Groups with no map entry and no watcher have left the map.
-        let stale: Vec<CgroupId> = self
-            .groups
-            .keys()
-            .filter(|id| !runqueue.contains_key(id) && !self.watched.contains(id))
-            .copied()
-            .collect();
-        for id in stale {
-            self.groups.remove(&id);
         }
 
         self.snapshot(now)
@@ -338,6 +334,9 @@ fn online_cpus() -> f64 {
     let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     if online > 0 { online as f64 } else { 1.0 }
 }
+
+/// How often the cgroup tree is walked for cgroups made since the last walk.
+const CGROUP_WALK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The latest snapshot, shared between the engine thread and readers.
 pub type SharedSnapshot = Arc<std::sync::RwLock<Arc<Snapshot>>>;

@@ -34,26 +34,39 @@ pub struct Delta {
     pub neighbours: Vec<(CgroupId, u64)>,
 }
 
-/// Samples covering at most `span`, oldest first.
+/// Samples covering at most `span`, oldest first, plus the latest one.
+///
+/// Kept samples are at least `span / KEPT_PER_SPAN` apart, so memory per
+/// cgroup is bounded whatever the tick; the window's start then moves in
+/// steps of that spacing.
 #[derive(Debug)]
 pub struct Window {
     span: Duration,
     samples: VecDeque<Sample>,
+    latest: Option<Sample>,
 }
+
+const KEPT_PER_SPAN: u32 = 16;
 
 impl Window {
     pub fn new(span: Duration) -> Self {
         Self {
             span,
             samples: VecDeque::new(),
+            latest: None,
         }
     }
 
-    /// Appends a sample and drops those older than the span, keeping one
-    /// sample at or beyond the span so the delta covers all of it.
+    /// Records a sample, keeps it when it is far enough from the previous
+    /// kept one, and drops kept samples older than the span, keeping one
+    /// at or beyond the span so the delta covers all of it.
     pub fn push(&mut self, sample: Sample) {
         let now = sample.at;
-        self.samples.push_back(sample);
+        let spacing = self.span / KEPT_PER_SPAN;
+        if self.samples.back().is_none_or(|kept| now.duration_since(kept.at) >= spacing) {
+            self.samples.push_back(sample.clone());
+        }
+        self.latest = Some(sample);
         while self.samples.len() > 2
             && self
                 .samples
@@ -65,15 +78,15 @@ impl Window {
     }
 
     pub fn latest(&self) -> Option<&Sample> {
-        self.samples.back()
+        self.latest.as_ref()
     }
 
-    /// Delta between the oldest and the newest sample, or `None` with
-    /// fewer than two samples.
+    /// Delta between the oldest kept sample and the latest one, or `None`
+    /// before two samples exist.
     pub fn delta(&self) -> Option<Delta> {
         let first = self.samples.front()?;
-        let last = self.samples.back()?;
-        if self.samples.len() < 2 {
+        let last = self.latest.as_ref()?;
+        if last.at <= first.at {
             return None;
         }
         Some(Delta {
@@ -176,6 +189,21 @@ mod tests {
         assert_eq!(delta.runqueue.total_ns, 10 * 1_000);
         assert_eq!(delta.cpu_usage_ns, Some(10_000_000));
         assert_eq!(delta.neighbours, vec![(7, 10_000_000)]);
+    }
+
+    #[test]
+    fn memory_is_bounded_whatever_the_tick() {
+        let start = Instant::now();
+        let mut window = Window::new(Duration::from_secs(30));
+
+        for tick in 0..3_000u64 {
+            window.push(sample(start + Duration::from_millis(tick * 100), &[], tick));
+        }
+
+        assert!(window.samples.len() <= KEPT_PER_SPAN as usize + 2, "{}", window.samples.len());
+        let delta = window.delta().unwrap();
+        assert!(delta.elapsed >= Duration::from_secs(30), "{:?}", delta.elapsed);
+        assert!(delta.elapsed <= Duration::from_secs(32), "{:?}", delta.elapsed);
     }
 
     #[test]
