@@ -1,5 +1,5 @@
 //! `agent classify --pid N`: measures one process's cgroup for a while and
-//! explains what holds it back, with the same engine as `agent run`.
+//! explains what slows it down, with the same engine as `agent run`.
 
 use std::{fs, process::ExitCode, thread, time::Duration};
 

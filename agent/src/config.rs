@@ -40,7 +40,8 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    /// The engine's configuration with the given window and hysteresis.
+    /// Builds the engine's configuration with the given window and
+    /// hysteresis, rejecting out-of-range values.
     pub fn engine_config(&self, window: Duration, min_duration: Duration) -> anyhow::Result<EngineConfig> {
         for (name, value) in [
             ("--runqueue-wait-share", self.runqueue_wait_share),

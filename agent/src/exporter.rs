@@ -1,7 +1,7 @@
 //! Renders the engine's latest snapshot in the Prometheus/OpenMetrics text
 //! format.
 //!
-//! The exporter holds no metric state of its own: each scrape encodes the
+//! The exporter keeps no metric state of its own: each scrape encodes the
 //! snapshot as it is, so series of removed cgroups disappear with them.
 
 use std::fmt::Error as FmtError;
@@ -24,8 +24,8 @@ pub const PREFIX: &str = "chokepoint";
 
 /// Histogram bucket bounds exported, as log2 slot indices: every second
 /// slot from 1.024 µs (2^10 ns) to about 17 s (2^34 ns). Each bound is
-/// exact in the kernel's log2 slots, so no estimate enters the buckets;
-/// one bucket in two is skipped to keep the series count down.
+/// exact in the kernel's log2 slots, so no estimate enters the buckets.
+/// One bucket in two is skipped to keep the series count down.
 const EXPORTED_BUCKET_SLOTS: std::ops::RangeInclusive<usize> = 9..=33;
 
 #[derive(Debug)]

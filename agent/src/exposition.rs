@@ -1,11 +1,12 @@
-//! Exposition formats: prometheus-client writes OpenMetrics text; scrapers
-//! and tools that do not ask for it (curl, `promtool check metrics`,
-//! Prometheus before 2.5) get the classic text format, version 0.0.4.
+//! Exposition formats. prometheus-client writes OpenMetrics text, which
+//! Prometheus requests by its `Accept` header. Other clients (curl,
+//! `promtool check metrics`, Prometheus before 2.5) get the classic text
+//! format, version 0.0.4.
 
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Whether the request's `Accept` header asks for OpenMetrics.
+/// Returns whether the request's `Accept` header lists OpenMetrics.
 pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     accept.is_some_and(|accept| accept.contains("application/openmetrics-text"))
 }

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-/// Finds what holds pods back: CPU run-queue waits and their cause, per
+/// Finds why pods are slow: CPU run-queue waits and their cause, per
 /// cgroup, measured with kernel probes.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Run the node agent: attach the probes and serve /metrics and /healthz.
     Run(run::RunArgs),
-    /// Measure one process's cgroup for a while and explain what holds it back.
+    /// Measure one process's cgroup for a while and explain what slows it down.
     Classify(classify::ClassifyArgs),
 }
 
@@ -57,8 +57,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The daemon logs what it attaches and finds; the one-shot command keeps
-/// stderr for warnings so its report stands alone.
+/// The daemon logs what it attaches and finds. The one-shot command logs
+/// only warnings, so its report is the only thing on the terminal.
 fn default_filter(cli: &Cli) -> &'static str {
     match cli.command {
         Command::Run(_) => "info",

@@ -45,7 +45,7 @@ pub struct ClassifyReport {
     pub verdict: Verdict,
     /// One sentence naming the primary bottleneck.
     pub summary: String,
-    /// What usually fixes the primary bottleneck.
+    /// Usual fixes for the primary bottleneck.
     pub advice: Vec<String>,
 }
 
@@ -79,7 +79,7 @@ impl ClassifyReport {
     pub fn to_text(&self) -> String {
         let mut text = String::new();
         let process = &self.process;
-        // Writing to a String cannot fail.
+        // fmt::Write for String never returns an error.
         let _ = writeln!(text, "verdict:  {}", self.summary_with_neighbour());
         let _ = writeln!(text, "process:  {} ({})", process.pid, process.command);
         let _ = writeln!(text, "cgroup:   {}", process.cgroup);

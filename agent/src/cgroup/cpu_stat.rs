@@ -55,7 +55,7 @@ pub struct CpuLimit {
 }
 
 impl CpuLimit {
-    /// The limit in CPUs (cores): quota divided by period.
+    /// Returns the limit in CPUs (cores): quota divided by period.
     pub fn cores(&self) -> f64 {
         self.quota_us as f64 / self.period_us as f64
     }

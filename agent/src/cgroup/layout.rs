@@ -1,4 +1,4 @@
-//! Where the cgroup hierarchies are mounted, found at run time.
+//! Mount points of the cgroup hierarchies, found at run time.
 //!
 //! Pure cgroup v2 nodes mount the unified hierarchy at `/sys/fs/cgroup`;
 //! hybrid nodes mount it at `/sys/fs/cgroup/unified` and the v1 controllers

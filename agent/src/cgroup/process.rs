@@ -1,4 +1,4 @@
-//! Which cgroups a process is in, from `/proc/PID/cgroup`.
+//! Cgroup membership of a process, from `/proc/PID/cgroup`.
 
 use std::{fs, io};
 

@@ -1,10 +1,10 @@
 //! Cgroup id to path, by walking the v2 hierarchy.
 //!
 //! The probes key everything by cgroup id, the inode number of the
-//! cgroup's directory in the v2 mount. The kernel offers no id-to-path
-//! lookup for unprivileged readers that works on every version, so the
-//! agent keeps a map built by walking the tree, and walks again when it
-//! meets an id it does not know (a cgroup made since the last walk).
+//! cgroup's directory in the v2 mount. The kernel has no id-to-path lookup
+//! that works on every version, so the agent keeps a map built by walking
+//! the tree. It walks again on an unknown id (a cgroup made since the last
+//! walk) and every few seconds.
 
 use std::{
     collections::HashMap,
@@ -28,8 +28,8 @@ pub struct CgroupResolver {
 }
 
 impl CgroupResolver {
-    /// A resolver over the v2 hierarchy mounted at `root`. It walks the
-    /// tree at most once per `min_walk_interval` on a miss.
+    /// Creates a resolver over the v2 hierarchy mounted at `root`. Misses
+    /// trigger a walk at most once per `min_walk_interval`.
     pub fn new(root: PathBuf, min_walk_interval: Duration) -> Self {
         Self {
             root,
@@ -77,7 +77,7 @@ impl CgroupResolver {
     }
 
     /// Walks the tree again when the last walk is older than `interval`, so
-    /// cgroups made since then are found even before a probe sees them.
+    /// cgroups made since then are found before any probe counts for them.
     pub fn walk_if_older_than(&mut self, interval: Duration) {
         if self.last_walk.is_none_or(|last| last.elapsed() >= interval) {
             self.walk();

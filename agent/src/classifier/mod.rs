@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// What holds a group back.
+/// Bottleneck class: the cause that slows a group down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
@@ -24,7 +24,7 @@ pub enum Class {
 impl Class {
     pub const ALL: [Class; 3] = [Class::CpuSaturated, Class::CpuContention, Class::None];
 
-    /// The `class` label value on `/metrics`.
+    /// Returns the `class` label value used on `/metrics`.
     pub fn label(self) -> &'static str {
         match self {
             Class::CpuSaturated => "cpu_saturated",

@@ -105,7 +105,7 @@ mod tests {
     }
 
     #[test]
-    fn sustained_class_is_raised_then_held_through_a_gap() {
+    fn sustained_class_survives_a_gap() {
         let start = Instant::now();
         let mut stability = Stability::new(Duration::from_secs(10));
         let contention = verdict(&[(Class::CpuContention, 0.5)]);

@@ -283,7 +283,7 @@ fn neighbours_by_waiter(pairs: HashMap<NeighbourKey, u64>) -> HashMap<CgroupId, 
     by_waiter
 }
 
-/// The top other groups behind a group's waits, with their paths.
+/// Names the other groups behind a group's waits, largest share first.
 fn name_neighbours(resolver: &mut CgroupResolver, id: CgroupId, delta: &window::Delta) -> Vec<Neighbour> {
     let total_ns = delta.runqueue.total_ns;
     if total_ns == 0 {

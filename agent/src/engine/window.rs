@@ -21,7 +21,7 @@ pub struct Sample {
     pub neighbours: Vec<(CgroupId, u64)>,
 }
 
-/// What happened in a cgroup between two samples.
+/// Change of one cgroup's counters between two samples.
 #[derive(Clone, Debug)]
 pub struct Delta {
     pub elapsed: Duration,
@@ -37,7 +37,7 @@ pub struct Delta {
 /// Samples covering at most `span`, oldest first, plus the latest one.
 ///
 /// Kept samples are at least `span / KEPT_PER_SPAN` apart, so memory per
-/// cgroup is bounded whatever the tick; the window's start then moves in
+/// cgroup is bounded whatever the tick. The window's start then moves in
 /// steps of that spacing.
 #[derive(Debug)]
 pub struct Window {

@@ -37,7 +37,7 @@ pub struct MapSizes {
     pub max_threads: u32,
 }
 
-/// What happened to one probe program at start-up.
+/// Outcome of attaching one probe program at start-up.
 #[derive(Clone, Debug)]
 pub struct ProbeState {
     pub spec: &'static ProbeSpec,
