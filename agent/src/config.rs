@@ -22,6 +22,11 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 65_536, env = "CHOKEPOINT_MAX_THREADS")]
     pub max_threads: u32,
 
+    /// Kernel BTF file to read struct offsets from, for kernels without
+    /// /sys/kernel/btf/vmlinux (e.g. a file from BTFHub for that kernel).
+    #[arg(long, value_name = "FILE", env = "CHOKEPOINT_BTF")]
+    pub btf: Option<std::path::PathBuf>,
+
     /// Share of a group's runnable time spent waiting for a CPU (0 to 1)
     /// above which CPU is its bottleneck.
     #[arg(long, default_value_t = Thresholds::default().runqueue_wait_share)]
@@ -67,6 +72,7 @@ impl EngineArgs {
                 max_cgroups: self.max_cgroups,
                 max_threads: self.max_threads,
             },
+            btf: self.btf.clone(),
         })
     }
 }

@@ -4,7 +4,7 @@
 //! The exporter keeps no metric state of its own: each scrape encodes the
 //! snapshot as it is, so series of removed cgroups disappear with them.
 
-use std::fmt::Error as FmtError;
+use std::{borrow::Cow, fmt::Error as FmtError};
 
 use agent_common::histogram::{LatencyHistogram, SLOTS, slot_upper_bound_ns};
 use prometheus_client::{
@@ -41,7 +41,26 @@ pub fn registry(snapshot: SharedSnapshot, node: String) -> Registry {
     registry
 }
 
-type Labels<'a> = Vec<(&'static str, &'a str)>;
+type Labels<'a> = Vec<(&'static str, Cow<'a, str>)>;
+
+/// Escapes a label value for the text formats: backslash, double quote and
+/// line feed, as the exposition format specifies. prometheus-client 0.24
+/// writes label values as they are, and cgroup names may hold all three.
+pub fn escape_label_value(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    let mut escaped = String::with_capacity(value.len() + 8);
+    for character in value.chars() {
+        match character {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            other => escaped.push(other),
+        }
+    }
+    Cow::Owned(escaped)
+}
 
 impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), FmtError> {
@@ -57,7 +76,7 @@ impl Collector for Exporter {
 }
 
 fn group_labels<'a>(group: &'a GroupReport, node: &'a str) -> Labels<'a> {
-    vec![("node", node), ("cgroup", group.path.as_str())]
+    vec![("node", escape_label_value(node)), ("cgroup", escape_label_value(&group.path))]
 }
 
 fn encode_groups(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
@@ -124,7 +143,7 @@ fn encode_groups(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: 
         for group in groups {
             for neighbour in &group.neighbours {
                 let mut labels = group_labels(group, node);
-                labels.push(("neighbour", neighbour.cgroup.as_str()));
+                labels.push(("neighbour", escape_label_value(&neighbour.cgroup)));
                 ConstGauge::new(neighbour.share).encode(metric.encode_family(&labels)?)?;
             }
         }
@@ -144,7 +163,7 @@ fn encode_classes(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node:
             let Some(verdict) = &group.verdict else { continue };
             for class in Class::ALL {
                 let mut labels = group_labels(group, node);
-                labels.push(("class", class.label()));
+                labels.push(("class", Cow::Borrowed(class.label())));
                 ConstGauge::new(i64::from(verdict.holds(class))).encode(metric.encode_family(&labels)?)?;
             }
         }
@@ -159,7 +178,7 @@ fn encode_classes(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node:
         let Some(verdict) = &group.verdict else { continue };
         for class in Class::ALL {
             let mut labels = group_labels(group, node);
-            labels.push(("class", class.label()));
+            labels.push(("class", Cow::Borrowed(class.label())));
             ConstGauge::new(i64::from(verdict.primary == class)).encode(metric.encode_family(&labels)?)?;
         }
     }
@@ -177,7 +196,7 @@ fn encode_probes(encoder: &mut DescriptorEncoder, probes: &[ProbeRow], node: &st
             MetricType::Gauge,
         )?;
         for (spec, skipped, _) in probes {
-            let labels = vec![("node", node), ("probe", spec.program)];
+            let labels = probe_labels(node, spec.program);
             ConstGauge::new(i64::from(skipped.is_none())).encode(metric.encode_family(&labels)?)?;
         }
     }
@@ -189,7 +208,7 @@ fn encode_probes(encoder: &mut DescriptorEncoder, probes: &[ProbeRow], node: &st
             MetricType::Counter,
         )?;
         for (spec, _, cost) in probes {
-            let labels = vec![("node", node), ("probe", spec.program)];
+            let labels = probe_labels(node, spec.program);
             ConstCounter::new(cost.stats.events).encode(metric.encode_family(&labels)?)?;
         }
     }
@@ -202,7 +221,8 @@ fn encode_probes(encoder: &mut DescriptorEncoder, probes: &[ProbeRow], node: &st
         )?;
         for (spec, _, cost) in probes {
             for (reason, value) in [("map_full", cost.stats.lost_map_full), ("read_error", cost.stats.lost_read_error)] {
-                let labels = vec![("node", node), ("probe", spec.program), ("reason", reason)];
+                let mut labels = probe_labels(node, spec.program);
+                labels.push(("reason", Cow::Borrowed(reason)));
                 ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
             }
         }
@@ -214,10 +234,14 @@ fn encode_probes(encoder: &mut DescriptorEncoder, probes: &[ProbeRow], node: &st
         MetricType::Counter,
     )?;
     for (spec, _, cost) in probes {
-        let labels = vec![("node", node), ("probe", spec.program)];
+        let labels = probe_labels(node, spec.program);
         ConstCounter::new(cost.run_time.as_secs_f64()).encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+fn probe_labels<'a>(node: &'a str, program: &'static str) -> Labels<'a> {
+    vec![("node", escape_label_value(node)), ("probe", Cow::Borrowed(program))]
 }
 
 /// Sum (seconds), count and buckets `(upper bound in seconds, count in
@@ -278,6 +302,12 @@ mod tests {
         assert!(text.contains("h_bucket{le=\"0.000004096\"} 2\n"), "{text}");
         assert!(text.contains("h_bucket{le=\"+Inf\"} 2\n"), "{text}");
         assert!(text.contains("h_count 2\n"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value("/plain/path"), "/plain/path");
+        assert_eq!(escape_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     #[derive(Debug)]

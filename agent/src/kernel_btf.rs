@@ -28,7 +28,10 @@ const KIND_ENUM64: u32 = 19;
 
 #[derive(Debug, Error)]
 pub enum BtfError {
-    #[error("cannot read kernel BTF at {path}: {source}; the kernel needs CONFIG_DEBUG_INFO_BTF=y")]
+    #[error(
+        "cannot read kernel BTF at {path}: {source}; the kernel needs CONFIG_DEBUG_INFO_BTF=y, \
+         or pass a BTF file for this kernel with --btf"
+    )]
     Read {
         path: String,
         source: std::io::Error,

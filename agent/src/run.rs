@@ -53,6 +53,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     mounts::ensure_tracefs();
 
     // Bind before loading probes so a port already in use fails fast.
+    let tick = config.tick;
     let listener = std::net::TcpListener::bind(address)
         .with_context(|| format!("binding the metrics listener on {address} failed"))?;
     listener.set_nonblocking(true)?;
@@ -63,13 +64,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let snapshot: SharedSnapshot = Arc::new(RwLock::new(Arc::new(engine.tick())));
     let (stop_sender, stop_receiver) = mpsc::channel::<()>();
-    let engine_thread = spawn_engine(engine, snapshot.clone(), config.tick, stop_receiver)?;
+    let engine_thread = spawn_engine(engine, snapshot.clone(), tick, stop_receiver)?;
 
     let node = args.node_name.unwrap_or_else(host_name);
     let server = http::Server {
         registry: exporter::registry(snapshot.clone(), node),
         snapshot,
-        stale_after: config.tick * 5 + Duration::from_secs(5),
+        stale_after: tick * 5 + Duration::from_secs(5),
     };
     info!(%address, "serving /metrics and /healthz");
 

@@ -119,3 +119,39 @@ fn sigterm_detaches_and_exits_zero() {
     let listing = String::from_utf8_lossy(&programs.stdout);
     assert!(!listing.contains("sched_switch"), "a probe is still loaded:\n{listing}");
 }
+
+#[test]
+fn classify_without_btf_fails_clearly() {
+    require_root();
+    let idle = TestCgroup::new("idle");
+    let load = Workload::start(&idle, &["idle"]);
+
+    let output = classify(load.pid(), &["--btf", "/nonexistent/vmlinux"]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot read kernel BTF at /nonexistent/vmlinux"), "{stderr}");
+    assert!(stderr.contains("CONFIG_DEBUG_INFO_BTF"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn classify_without_privilege_names_capabilities() {
+    require_root();
+    let idle = TestCgroup::new("idle");
+    let load = Workload::start(&idle, &["idle"]);
+
+    // setpriv drops to nobody with no capabilities at all.
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(binary("agent"))
+        .args(["classify", "--pid", &load.pid().to_string(), "--duration", "1s"])
+        .output()
+        .expect("running setpriv");
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("CAP_BPF"), "{stderr}");
+    assert!(stderr.contains("CAP_PERFMON"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

@@ -116,3 +116,34 @@ fn promtool_accepts_the_scrape() {
     );
     assert!(scrape.text.contains(&format!("cgroup=\"{}\"", victim.relative)));
 }
+
+#[test]
+fn odd_cgroup_names_are_escaped() {
+    require_root();
+    let odd = TestCgroup::new("odd \"quoted\" name with spaces\\backslash-ünïcode");
+    let _load = Workload::start(&odd, &["wake-loop", "1000", "100"]);
+    let agent = Agent::start(&[]);
+    thread::sleep(Duration::from_secs(1));
+
+    let scrape = agent.scrape();
+
+    assert!(
+        scrape.value(WAIT_METRIC, &[("cgroup", &odd.relative)]).is_some(),
+        "no series for {:?} in:\n{}",
+        odd.relative,
+        scrape.text
+    );
+    let checked = Command::new("sh")
+        .args(["-c", "promtool check metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().expect("stdin").write_all(scrape.text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("running promtool");
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+}

@@ -21,7 +21,7 @@ use crate::{
 };
 use window::{Sample, Window, quantile_ns};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// How often maps and cgroup files are read.
     pub tick: Duration,
@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub min_duration: Duration,
     pub thresholds: Thresholds,
     pub map_sizes: MapSizes,
+    /// BTF file to use instead of the running kernel's.
+    pub btf: Option<std::path::PathBuf>,
 }
 
 /// One cgroup as of the latest tick.
@@ -109,7 +111,7 @@ impl Engine {
             v1_cpu_root = ?layout.v1_cpu_root,
             "cgroup hierarchies found"
         );
-        let probes = Probes::load(config.map_sizes)?;
+        let probes = Probes::load(config.map_sizes, config.btf.as_deref())?;
         let resolver = CgroupResolver::new(layout.v2_root.clone(), config.tick);
         Ok(Self {
             probes,

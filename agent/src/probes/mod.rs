@@ -66,11 +66,14 @@ pub struct Probes {
 impl Probes {
     /// Loads the probe object and attaches every probe that the kernel
     /// supports.
-    pub fn load(sizes: MapSizes) -> anyhow::Result<Self> {
+    pub fn load(sizes: MapSizes, btf_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
         if PROBE_OBJECT.is_empty() {
             bail!("this agent was built with AYA_BUILD_SKIP set, so it has no probes; rebuild it without that variable");
         }
-        let btf = KernelBtf::from_sys_fs()?;
+        let btf = match btf_file {
+            Some(path) => KernelBtf::from_file(path)?,
+            None => KernelBtf::from_sys_fs()?,
+        };
         let offsets = kernel_offsets(&btf)?;
 
         let mut ebpf = EbpfLoader::new()
