@@ -9,6 +9,11 @@ use crate::{classifier::Thresholds, engine::EngineConfig, probes::MapSizes};
 /// Options of the measuring engine, common to both commands.
 #[derive(Args, Clone, Debug)]
 pub struct EngineArgs {
+    /// Read settings from FILE: one `name = value` per line, names as the
+    /// long flags (e.g. `window = 30s`); flags on the command line win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Interval between reads of the probe maps and cgroup files (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "CHOKEPOINT_TICK")]
     pub tick: Duration,

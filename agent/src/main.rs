@@ -4,6 +4,7 @@ mod cgroup;
 mod classifier;
 mod classify;
 mod config;
+mod config_file;
 mod engine;
 mod exporter;
 mod exposition;
@@ -22,8 +23,11 @@ use tracing_subscriber::EnvFilter;
 
 /// Finds why pods are slow: CPU run-queue waits and their cause, per
 /// cgroup, measured with kernel probes.
+///
+/// Settings may also come from `--config FILE` (one `name = value` per
+/// line, names as the long flags); the command line overrides the file.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config_file::expand_args(std::env::args_os().collect(), is_long_flag) {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter(&cli))))
         .with_writer(std::io::stderr)
@@ -55,6 +66,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Returns whether `name` is a long flag of `agent <subcommand>`.
+fn is_long_flag(subcommand: &str, name: &str) -> bool {
+    use clap::CommandFactory as _;
+    Cli::command()
+        .find_subcommand(subcommand)
+        .is_some_and(|command| command.get_arguments().any(|arg| arg.get_long() == Some(name) && name != "config"))
 }
 
 /// The daemon logs what it attaches and finds. The one-shot command logs
