@@ -8,9 +8,19 @@
 /// Name of the global in the probe object that holds [`KernelOffsets`].
 pub const KERNEL_OFFSETS_SYMBOL: &str = "KERNEL_OFFSETS";
 
-/// Byte offsets of the kernel struct fields the probes read.
+/// [`KernelOffsets::cgroup_hierarchy`]: identify tasks by their cgroup in
+/// the v2 hierarchy.
+pub const CGROUP_HIERARCHY_V2: u32 = 0;
+/// [`KernelOffsets::cgroup_hierarchy`]: identify tasks by their cgroup in
+/// the v1 hierarchy of the `cpu` controller, for hosts whose containers
+/// are not placed in the v2 hierarchy.
+pub const CGROUP_HIERARCHY_V1_CPU: u32 = 1;
+
+/// Byte offsets of the kernel struct fields the probes read, and which
+/// cgroup hierarchy identifies a task.
 ///
-/// Written once by the agent at load time; read by the probes.
+/// Written once by the agent at load time; read by the probes. All fields
+/// are u32, so the struct has no padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
@@ -28,13 +38,17 @@ pub struct KernelOffsets {
     /// `cgroup.kn` (a `struct kernfs_node *`).
     pub cgroup_kn: u32,
     /// `kernfs_node.id`: the cgroup id, equal to the inode number of the
-    /// cgroup directory in the v2 mount.
+    /// cgroup directory in its hierarchy's mount.
     pub kernfs_node_id: u32,
-    /// Explicit padding so the size is a multiple of 8 on every target.
-    pub _padding: u32,
+    /// [`CGROUP_HIERARCHY_V2`] or [`CGROUP_HIERARCHY_V1_CPU`].
+    pub cgroup_hierarchy: u32,
+    /// `css_set.subsys[cpu_cgrp_id]`: the task's `cpu` controller state.
+    pub css_set_subsys_cpu: u32,
+    /// `cgroup_subsys_state.cgroup`.
+    pub css_cgroup: u32,
 }
 
 #[cfg(feature = "user")]
-// SAFETY: KernelOffsets is repr(C), made only of u32 fields, and its size
-// is a multiple of its alignment, so it has no padding bytes.
+// SAFETY: KernelOffsets is repr(C) and made only of u32 fields, so it has
+// no padding bytes.
 unsafe impl aya::Pod for KernelOffsets {}

@@ -10,7 +10,7 @@
 use agent_common::{histogram::LatencyHistogram, probe::ProbeId, runqueue::NeighbourKey};
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
+    helpers::bpf_ktime_get_ns,
     macros::{map, raw_tracepoint},
     maps::{HashMap, PerCpuHashMap},
     programs::RawTracePointContext,
@@ -18,7 +18,7 @@ use aya_ebpf::{
 
 use crate::{
     stats::{Loss, count_event, count_loss},
-    task::Task,
+    task::{Task, current_cgroup_id},
 };
 
 /// Default sizes; the agent overrides both from its configuration.
@@ -109,8 +109,7 @@ fn finish_wait(next: Task, now: u64) -> Result<(), i32> {
     record_wait(cgroup, wait);
     // sched_switch runs before the context switch, so the current task is
     // `prev`: the task that held this CPU until `next` got it.
-    // SAFETY: a helper call without arguments or side effects.
-    let runner = unsafe { bpf_get_current_cgroup_id() };
+    let runner = current_cgroup_id()?;
     record_neighbour(NeighbourKey { waiter: cgroup, runner }, wait);
     Ok(())
 }

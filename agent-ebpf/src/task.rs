@@ -1,7 +1,7 @@
 //! Reads of `task_struct` fields at offsets the agent found in BTF.
 
-use agent_common::kernel::KernelOffsets;
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use agent_common::kernel::{CGROUP_HIERARCHY_V1_CPU, KernelOffsets};
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_probe_read_kernel};
 
 /// Offsets written by the agent before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -13,7 +13,9 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     css_set_dfl_cgrp: 0,
     cgroup_kn: 0,
     kernfs_node_id: 0,
-    _padding: 0,
+    cgroup_hierarchy: 0,
+    css_set_subsys_cpu: 0,
+    css_cgroup: 0,
 };
 
 #[inline(always)]
@@ -52,15 +54,34 @@ impl Task {
         Ok(self.read::<u32>(offsets.task_state)? == 0)
     }
 
-    /// Id of the task's cgroup in the v2 hierarchy:
-    /// `task->cgroups->dfl_cgrp->kn->id`, the same value
-    /// `bpf_get_current_cgroup_id` returns for the current task.
+    /// Id of the task's cgroup in the hierarchy that identifies tasks:
+    /// `task->cgroups->dfl_cgrp->kn->id` for v2 (the value
+    /// `bpf_get_current_cgroup_id` returns for the current task), or
+    /// `task->cgroups->subsys[cpu_cgrp_id]->cgroup->kn->id` for v1 `cpu`.
     #[inline(always)]
     pub fn cgroup_id(self) -> Result<u64, i32> {
         let offsets = offsets();
         let css_set: *const u8 = self.read(offsets.task_cgroups)?;
-        let cgroup: *const u8 = Task(css_set).read(offsets.css_set_dfl_cgrp)?;
+        let cgroup: *const u8 = if offsets.cgroup_hierarchy == CGROUP_HIERARCHY_V1_CPU {
+            let css: *const u8 = Task(css_set).read(offsets.css_set_subsys_cpu)?;
+            Task(css).read(offsets.css_cgroup)?
+        } else {
+            Task(css_set).read(offsets.css_set_dfl_cgrp)?
+        };
         let kernfs_node: *const u8 = Task(cgroup).read(offsets.cgroup_kn)?;
         Task(kernfs_node).read::<u64>(offsets.kernfs_node_id)
+    }
+}
+
+/// Cgroup id of the current task, in the hierarchy that identifies tasks.
+#[inline(always)]
+pub fn current_cgroup_id() -> Result<u64, i32> {
+    if offsets().cgroup_hierarchy == CGROUP_HIERARCHY_V1_CPU {
+        // SAFETY: a helper call without arguments; the result is only read
+        // through bpf_probe_read_kernel.
+        Task(unsafe { bpf_get_current_task() } as *const u8).cgroup_id()
+    } else {
+        // SAFETY: a helper call without arguments or side effects.
+        Ok(unsafe { bpf_get_current_cgroup_id() })
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use crate::{
-    cgroup::process::ProcessCgroups,
+    cgroup::{Hierarchy, process::ProcessCgroups},
     classifier::Class,
     config::{EngineArgs, parse_duration},
     engine::Engine,
@@ -46,14 +46,20 @@ pub fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     if args.duration < Duration::from_millis(100) {
         anyhow::bail!("invalid --duration {:?}: measure for at least 100ms", args.duration);
     }
-    let process = process_info(args.pid)?;
+    let cgroups = ProcessCgroups::of_pid(args.pid)?;
     privileges::check_probe_privileges()?;
     // One window, evaluated once: no hysteresis.
     let config = args.engine.engine_config(args.duration + args.engine.tick, Duration::ZERO)?;
 
     let mut engine = Engine::start(config)?;
+    let process = process_info(args.pid, &cgroups, engine.layout().identity)?;
     let id = engine.cgroup_id(&process.cgroup).with_context(|| {
-        format!("cgroup {} of pid {} not found under {}", process.cgroup, args.pid, engine.layout().v2_root.display())
+        format!(
+            "cgroup {} of pid {} not found under {}",
+            process.cgroup,
+            args.pid,
+            engine.layout().identity_root().display()
+        )
     })?;
     engine.watch(id);
     engine.tick();
@@ -77,14 +83,23 @@ pub fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn process_info(pid: u32) -> anyhow::Result<ProcessInfo> {
-    let cgroups = ProcessCgroups::of_pid(pid)?;
+fn process_info(pid: u32, cgroups: &ProcessCgroups, hierarchy: Hierarchy) -> anyhow::Result<ProcessInfo> {
+    let cgroup = match hierarchy {
+        Hierarchy::V2 => cgroups
+            .unified
+            .clone()
+            .with_context(|| format!("pid {pid} has no cgroup v2 entry in /proc/{pid}/cgroup"))?,
+        Hierarchy::V1Cpu => cgroups
+            .v1_cpu
+            .clone()
+            .with_context(|| format!("pid {pid} has no cgroup of the v1 cpu controller in /proc/{pid}/cgroup"))?,
+    };
     let command = fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|comm| comm.trim().to_owned())
         .unwrap_or_default();
     Ok(ProcessInfo {
         pid,
         command,
-        cgroup: cgroups.unified,
+        cgroup,
     })
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::{classifier::Thresholds, engine::EngineConfig, probes::MapSizes};
+use crate::{cgroup::HierarchyChoice, classifier::Thresholds, engine::EngineConfig, probes::MapSizes};
 
 /// Options of the measuring engine, common to both commands.
 #[derive(Args, Clone, Debug)]
@@ -26,6 +26,12 @@ pub struct EngineArgs {
     /// Threads that can be runnable but not yet running at once, node-wide.
     #[arg(long, default_value_t = 65_536, env = "CHOKEPOINT_MAX_THREADS")]
     pub max_threads: u32,
+
+    /// Cgroup hierarchy that identifies tasks: v2, v1-cpu (hosts whose
+    /// containers live only in v1 hierarchies, such as hybrid hosts with
+    /// kubelet's cgroupfs driver), or auto to detect it at start-up.
+    #[arg(long, value_enum, default_value_t = HierarchyChoice::Auto, env = "CHOKEPOINT_CGROUP_HIERARCHY")]
+    pub cgroup_hierarchy: HierarchyChoice,
 
     /// Kernel BTF file to read struct offsets from, for kernels without
     /// /sys/kernel/btf/vmlinux (e.g. a file from BTFHub for that kernel).
@@ -78,6 +84,7 @@ impl EngineArgs {
                 max_threads: self.max_threads,
             },
             btf: self.btf.clone(),
+            hierarchy: self.cgroup_hierarchy,
         })
     }
 }

@@ -42,6 +42,8 @@ pub enum BtfError {
     StructNotFound(String),
     #[error("kernel BTF has no member {member} in struct {structure}")]
     MemberNotFound { structure: String, member: String },
+    #[error("kernel BTF has no enumerator {0}")]
+    EnumeratorNotFound(String),
 }
 
 /// A struct member's position: byte offset from the start of the struct,
@@ -67,7 +69,7 @@ struct Member {
 
 #[derive(Clone, Debug)]
 enum Type {
-    Composite { name: String, members: Vec<Member> },
+    Composite { members: Vec<Member> },
     Sized { size: u32 },
     Pointer,
     Reference { type_id: u32 },
@@ -78,6 +80,9 @@ enum Type {
 pub struct KernelBtf {
     types: Vec<Type>,
     structs_by_name: HashMap<String, u32>,
+    /// Values of every enumerator of every 32-bit enum, by name. Kernel
+    /// enumerator names are unique, as in C.
+    enumerators: HashMap<String, i64>,
 }
 
 impl KernelBtf {
@@ -114,6 +119,7 @@ impl KernelBtf {
         let mut btf = KernelBtf {
             types: vec![Type::Other],
             structs_by_name: HashMap::new(),
+            enumerators: HashMap::new(),
         };
         btf.parse_types(Reader(type_data), strings)?;
         Ok(btf)
@@ -156,15 +162,17 @@ impl KernelBtf {
                             .entry(name.to_owned())
                             .or_insert(self.types.len() as u32);
                     }
-                    (
-                        Type::Composite {
-                            name: name.to_owned(),
-                            members,
-                        },
-                        vlen * 12,
-                    )
+                    (Type::Composite { members }, vlen * 12)
                 }
-                KIND_ENUM => (Type::Sized { size: size_or_type }, vlen * 8),
+                KIND_ENUM => {
+                    for index in 0..vlen {
+                        let base = offset + index * 8;
+                        let enumerator = string_at(strings, reader.u32(base)?)?;
+                        let value = i64::from(reader.u32(base + 4)? as i32);
+                        self.enumerators.entry(enumerator.to_owned()).or_insert(value);
+                    }
+                    (Type::Sized { size: size_or_type }, vlen * 8)
+                }
                 KIND_ENUM64 => (Type::Sized { size: size_or_type }, vlen * 12),
                 KIND_FUNC_PROTO => (Type::Other, vlen * 8),
                 KIND_VAR => (Type::Other, 4),
@@ -240,18 +248,14 @@ impl KernelBtf {
         }
     }
 
-    /// Returns whether `structure` exists in the kernel's BTF.
-    pub fn has_struct(&self, structure: &str) -> bool {
-        self.structs_by_name.contains_key(structure)
+    /// Returns the value of a C enumerator, such as `cpu_cgrp_id`.
+    pub fn enumerator(&self, name: &str) -> Result<i64, BtfError> {
+        self.enumerators
+            .get(name)
+            .copied()
+            .ok_or_else(|| BtfError::EnumeratorNotFound(name.to_owned()))
     }
 
-    #[cfg(test)]
-    fn struct_name(&self, type_id: u32) -> Option<&str> {
-        match self.types.get(type_id as usize)? {
-            Type::Composite { name, .. } => Some(name),
-            _ => None,
-        }
-    }
 }
 
 fn string_at(strings: &[u8], offset: u32) -> Result<&str, BtfError> {
@@ -281,10 +285,11 @@ mod tests {
     use super::*;
 
     /// Builds BTF bytes with: int (id 1, 4 bytes), pointer to int (id 2),
-    /// an anonymous struct { int inner; } (id 3) and
-    /// struct outer { int a; <anonymous id 3 at byte 8>; int *p; } (id 4).
+    /// an anonymous struct { int inner; } (id 3),
+    /// struct outer { int a; <anonymous id 3 at byte 8>; int *p; } (id 4)
+    /// and enum colour { red = 0, blue = 7 } (id 5).
     fn sample_btf() -> Vec<u8> {
-        let strings = b"\0int\0inner\0outer\0a\0p\0".to_vec();
+        let strings = b"\0int\0inner\0outer\0a\0p\0colour\0red\0blue\0".to_vec();
         let name = |text: &str| -> u32 {
             let needle = [b"\0", text.as_bytes(), b"\0"].concat();
             strings.windows(needle.len()).position(|w| w == needle).unwrap() as u32 + 1
@@ -312,6 +317,7 @@ mod tests {
             2,
             128,
         ]);
+        push(&[name("colour"), KIND_ENUM << 24 | 2, 4, name("red"), 0, name("blue"), 7]);
 
         let mut data = Vec::new();
         data.extend_from_slice(&BTF_MAGIC.to_le_bytes());
@@ -333,7 +339,15 @@ mod tests {
         assert_eq!(btf.member_offset("outer", "inner").unwrap().size, 4);
         assert_eq!(btf.member_offset("outer", "p").unwrap().byte_offset, 16);
         assert_eq!(btf.member_offset("outer", "p").unwrap().size, 8);
-        assert_eq!(btf.struct_name(4), Some("outer"));
+    }
+
+    #[test]
+    fn enumerator_values() {
+        let btf = KernelBtf::parse(&sample_btf()).unwrap();
+
+        assert_eq!(btf.enumerator("blue").unwrap(), 7);
+        assert_eq!(btf.enumerator("red").unwrap(), 0);
+        assert!(matches!(btf.enumerator("green"), Err(BtfError::EnumeratorNotFound(_))));
     }
 
     #[test]
@@ -362,5 +376,6 @@ mod tests {
         assert_eq!(pid.size, 4);
         assert!(btf.member_offset("kernfs_node", "id").is_ok());
         assert!(btf.member_offset("css_set", "dfl_cgrp").is_ok());
+        assert!(btf.enumerator("cpu_cgrp_id").is_ok());
     }
 }

@@ -22,9 +22,14 @@ impl Workload {
 
     /// Starts any command inside `cgroup`: the child moves itself into the
     /// cgroup before exec, so nothing it does runs outside.
-    pub fn spawn_in(cgroup: &TestCgroup, mut command: Command) -> Self {
-        let procs: Vec<CString> = cgroup
-            .procs_files()
+    pub fn spawn_in(cgroup: &TestCgroup, command: Command) -> Self {
+        Self::spawn_into(&cgroup.procs_files(), command)
+    }
+
+    /// Starts a command that first writes its pid to each `cgroup.procs`
+    /// file in `procs_files`.
+    pub fn spawn_into(procs_files: &[std::path::PathBuf], mut command: Command) -> Self {
+        let procs: Vec<CString> = procs_files
             .iter()
             .map(|path| CString::new(path.as_os_str().as_bytes()).expect("path without NUL"))
             .collect();

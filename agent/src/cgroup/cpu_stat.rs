@@ -41,9 +41,31 @@ impl CpuStat {
         stat
     }
 
-    /// Reads `cpu.stat` in a cgroup directory.
+    /// Reads `cpu.stat` in a cgroup directory, and on v1 the CPU usage
+    /// from `cpuacct.usage` (nanoseconds) when the `cpuacct` controller is
+    /// mounted with `cpu`.
     pub fn read(dir: &Path) -> io::Result<Self> {
-        fs::read_to_string(dir.join("cpu.stat")).map(|text| Self::parse(&text))
+        let mut stat = fs::read_to_string(dir.join("cpu.stat")).map(|text| Self::parse(&text))?;
+        if stat.usage_ns.is_none()
+            && let Ok(usage) = fs::read_to_string(dir.join("cpuacct.usage"))
+        {
+            stat.usage_ns = usage.trim().parse().ok();
+        }
+        Ok(stat)
+    }
+
+    /// Reads every directory and takes each counter from the first one
+    /// that has it: on hybrid hosts the v2 cgroup has the usage and the v1
+    /// `cpu` cgroup the CFS counters.
+    pub fn read_dirs(dirs: &[std::path::PathBuf]) -> Self {
+        let mut merged = Self::default();
+        for stat in dirs.iter().filter_map(|dir| Self::read(dir).ok()) {
+            merged.usage_ns = merged.usage_ns.or(stat.usage_ns);
+            merged.periods = merged.periods.or(stat.periods);
+            merged.throttled_periods = merged.throttled_periods.or(stat.throttled_periods);
+            merged.throttled_ns = merged.throttled_ns.or(stat.throttled_ns);
+        }
+        merged
     }
 }
 

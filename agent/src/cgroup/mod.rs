@@ -6,7 +6,7 @@ pub mod layout;
 pub mod process;
 pub mod resolver;
 
-pub use layout::CgroupLayout;
+pub use layout::{CgroupLayout, Hierarchy, HierarchyChoice};
 pub use resolver::CgroupResolver;
 
 /// The id the kernel gives a cgroup in the v2 hierarchy: the inode number

@@ -10,16 +10,16 @@ pub enum ProcessError {
     NotFound(u32),
     #[error("cannot read /proc/{pid}/cgroup: {source}")]
     Read { pid: u32, source: io::Error },
-    #[error("process {0} has no cgroup v2 entry in /proc/{0}/cgroup")]
-    NoUnifiedEntry(u32),
+    #[error("process {0} has no cgroup entries in /proc/{0}/cgroup")]
+    NoEntries(u32),
 }
 
 /// A process's cgroup memberships, as paths relative to each hierarchy's
 /// root.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessCgroups {
-    /// Path in the v2 hierarchy (the `0::` line).
-    pub unified: String,
+    /// Path in the v2 hierarchy (the `0::` line), absent on v1-only hosts.
+    pub unified: Option<String>,
     /// Path in the v1 hierarchy that has the `cpu` controller, if any.
     pub v1_cpu: Option<String>,
 }
@@ -33,7 +33,7 @@ impl ProcessCgroups {
                 ProcessError::Read { pid, source }
             }
         })?;
-        Self::parse(&text).ok_or(ProcessError::NoUnifiedEntry(pid))
+        Self::parse(&text).ok_or(ProcessError::NoEntries(pid))
     }
 
     /// Parses `/proc/PID/cgroup` lines of the form
@@ -53,7 +53,7 @@ impl ProcessCgroups {
                 v1_cpu = Some(path.to_owned());
             }
         }
-        Some(Self { unified: unified?, v1_cpu })
+        (unified.is_some() || v1_cpu.is_some()).then_some(Self { unified, v1_cpu })
     }
 }
 
@@ -67,7 +67,7 @@ mod tests {
 
         let cgroups = ProcessCgroups::parse(text).unwrap();
 
-        assert_eq!(cgroups.unified, "/kubepods/pod1/abc");
+        assert_eq!(cgroups.unified.as_deref(), Some("/kubepods/pod1/abc"));
         assert_eq!(cgroups.v1_cpu.as_deref(), Some("/kubepods/pod1/abc"));
     }
 
@@ -75,13 +75,16 @@ mod tests {
     fn parse_pure_v2_path_with_colon() {
         let cgroups = ProcessCgroups::parse("0::/system.slice/odd:name.service\n").unwrap();
 
-        assert_eq!(cgroups.unified, "/system.slice/odd:name.service");
+        assert_eq!(cgroups.unified.as_deref(), Some("/system.slice/odd:name.service"));
         assert_eq!(cgroups.v1_cpu, None);
     }
 
     #[test]
-    fn parse_without_unified_entry() {
-        assert_eq!(ProcessCgroups::parse("4:cpu,cpuacct:/x\n"), None);
+    fn parse_v1_only_and_garbage() {
+        let v1_only = ProcessCgroups::parse("4:cpu,cpuacct:/x\n").unwrap();
+
+        assert_eq!(v1_only.unified, None);
+        assert_eq!(v1_only.v1_cpu.as_deref(), Some("/x"));
         assert_eq!(ProcessCgroups::parse("garbage"), None);
     }
 

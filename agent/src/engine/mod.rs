@@ -15,7 +15,10 @@ use serde::Serialize;
 use tracing::{debug, info};
 
 use crate::{
-    cgroup::{CgroupId, CgroupLayout, CgroupResolver, cpu_stat::{CpuLimit, CpuStat}},
+    cgroup::{
+        CgroupId, CgroupLayout, CgroupResolver, HierarchyChoice,
+        cpu_stat::{CpuLimit, CpuStat},
+    },
     classifier::{self, Class, Evidence, Thresholds, Verdict, stability::Stability},
     probes::{MapSizes, ProbeCost, ProbeSpec, ProbeState, Probes},
 };
@@ -34,6 +37,8 @@ pub struct EngineConfig {
     pub map_sizes: MapSizes,
     /// BTF file to use instead of the running kernel's.
     pub btf: Option<std::path::PathBuf>,
+    /// Which cgroup hierarchy identifies tasks.
+    pub hierarchy: HierarchyChoice,
 }
 
 /// One cgroup as of the latest tick.
@@ -105,14 +110,15 @@ pub struct Engine {
 impl Engine {
     /// Loads and attaches the probes and finds the cgroup hierarchies.
     pub fn start(config: EngineConfig) -> anyhow::Result<Self> {
-        let layout = CgroupLayout::discover()?;
+        let layout = CgroupLayout::discover(config.hierarchy)?;
         info!(
-            v2_root = %layout.v2_root.display(),
+            v2_root = ?layout.v2_root,
             v1_cpu_root = ?layout.v1_cpu_root,
-            "cgroup hierarchies found"
+            identifying = ?layout.identity,
+            "cgroup hierarchies found; tasks are identified by their cgroup in the identifying hierarchy"
         );
-        let probes = Probes::load(config.map_sizes, config.btf.as_deref())?;
-        let resolver = CgroupResolver::new(layout.v2_root.clone(), config.tick);
+        let probes = Probes::load(config.map_sizes, config.btf.as_deref(), layout.identity)?;
+        let resolver = CgroupResolver::new(layout.identity_root().to_path_buf(), config.tick);
         Ok(Self {
             probes,
             layout,
@@ -170,7 +176,7 @@ impl Engine {
                 self.forget(id);
                 continue;
             };
-            let cpu = CpuStat::read(&self.layout.v2_dir(&path)).unwrap_or_default();
+            let cpu = CpuStat::read_dirs(&self.layout.cpu_dirs(&path));
             let sample = Sample {
                 at: now,
                 runqueue: runqueue.get(&id).copied().unwrap_or(LatencyHistogram::ZERO),
@@ -309,8 +315,7 @@ fn name_neighbours(resolver: &mut CgroupResolver, id: CgroupId, delta: &window::
 fn cpu_limit_of(layout: &CgroupLayout, path: &str) -> Option<CpuLimit> {
     // On hybrid hosts the limit lives in the v1 cpu hierarchy; a v2 group
     // with the cpu controller has cpu.max instead.
-    CpuLimit::read(&layout.v2_dir(path))
-        .or_else(|| layout.v1_cpu_dir(path).and_then(|dir| CpuLimit::read(&dir)))
+    layout.cpu_dirs(path).iter().find_map(|dir| CpuLimit::read(dir))
 }
 
 fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores: f64) -> Evidence {

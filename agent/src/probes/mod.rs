@@ -10,7 +10,7 @@ mod spec;
 use std::time::Duration;
 
 use agent_common::{
-    kernel::{KERNEL_OFFSETS_SYMBOL, KernelOffsets},
+    kernel::{CGROUP_HIERARCHY_V1_CPU, CGROUP_HIERARCHY_V2, KERNEL_OFFSETS_SYMBOL, KernelOffsets},
     probe::{PROBE_STATS_MAP, ProbeStats},
 };
 use anyhow::{Context as _, bail};
@@ -21,7 +21,7 @@ use aya::{
 };
 use tracing::{info, warn};
 
-use crate::kernel_btf::KernelBtf;
+use crate::{cgroup::Hierarchy, kernel_btf::KernelBtf};
 pub use spec::{Hook, PROBES, ProbeSpec, Signal};
 
 /// The probe object built by `build.rs` from the `agent-ebpf` crate.
@@ -66,7 +66,7 @@ pub struct Probes {
 impl Probes {
     /// Loads the probe object and attaches every probe that the kernel
     /// supports.
-    pub fn load(sizes: MapSizes, btf_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+    pub fn load(sizes: MapSizes, btf_file: Option<&std::path::Path>, hierarchy: Hierarchy) -> anyhow::Result<Self> {
         if PROBE_OBJECT.is_empty() {
             bail!("this agent was built with AYA_BUILD_SKIP set, so it has no probes; rebuild it without that variable");
         }
@@ -74,7 +74,7 @@ impl Probes {
             Some(path) => KernelBtf::from_file(path)?,
             None => KernelBtf::from_sys_fs()?,
         };
-        let offsets = kernel_offsets(&btf)?;
+        let offsets = kernel_offsets(&btf, hierarchy)?;
 
         let mut ebpf = EbpfLoader::new()
             .override_global(KERNEL_OFFSETS_SYMBOL, &offsets, true)
@@ -169,7 +169,7 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<()> {
 }
 
 /// Reads the struct offsets the probes need from the running kernel.
-fn kernel_offsets(btf: &KernelBtf) -> anyhow::Result<KernelOffsets> {
+fn kernel_offsets(btf: &KernelBtf, hierarchy: Hierarchy) -> anyhow::Result<KernelOffsets> {
     // Linux 5.14 renamed task_struct.state (long) to __state (unsigned int).
     let state = btf
         .member_offset("task_struct", "__state")
@@ -182,8 +182,22 @@ fn kernel_offsets(btf: &KernelBtf) -> anyhow::Result<KernelOffsets> {
         css_set_dfl_cgrp: btf.member_offset("css_set", "dfl_cgrp")?.byte_offset,
         cgroup_kn: btf.member_offset("cgroup", "kn")?.byte_offset,
         kernfs_node_id: btf.member_offset("kernfs_node", "id")?.byte_offset,
-        _padding: 0,
+        cgroup_hierarchy: match hierarchy {
+            Hierarchy::V2 => CGROUP_HIERARCHY_V2,
+            Hierarchy::V1Cpu => CGROUP_HIERARCHY_V1_CPU,
+        },
+        css_set_subsys_cpu: subsys_offset(btf, "cpu_cgrp_id")?,
+        css_cgroup: btf.member_offset("cgroup_subsys_state", "cgroup")?.byte_offset,
     })
+}
+
+/// Offset of `css_set.subsys[id]`, an array of pointers indexed by the
+/// controller's `enum cgroup_subsys_id` value (which depends on the
+/// kernel's configuration, so it comes from BTF too).
+fn subsys_offset(btf: &KernelBtf, controller_id: &str) -> anyhow::Result<u32> {
+    let index = u32::try_from(btf.enumerator(controller_id)?)?;
+    let array = btf.member_offset("css_set", "subsys")?.byte_offset;
+    Ok(array + index * 8)
 }
 
 /// Adds the usual cause to a load failure that comes from missing
