@@ -7,6 +7,11 @@ mod config;
 mod engine;
 mod exporter;
 mod http;
+#[cfg_attr(
+    not(test),
+    expect(dead_code, unused_imports, reason = "the exporter does not use pod identities yet, only unit tests do")
+)]
+mod identity;
 mod kernel_btf;
 mod mounts;
 mod privileges;
