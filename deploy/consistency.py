@@ -38,9 +38,9 @@ def load_yaml(path):
 
 def check_manifests(deploy_dir):
     kubernetes = deploy_dir / "kubernetes"
-    daemonset = load_yaml(kubernetes / "daemonset.yaml")
-    service = load_yaml(kubernetes / "service.yaml")
-    pod_monitor = load_yaml(kubernetes / "podmonitor.yaml")
+    daemonset = load_yaml(kubernetes / "02-daemonset.yaml")
+    service = load_yaml(kubernetes / "03-service.yaml")
+    pod_monitor = load_yaml(kubernetes / "04-podmonitor.yaml")
     scrape = load_yaml(deploy_dir / "prometheus" / "scrape.yaml")
     alerts_text = (deploy_dir / "prometheus" / "alerts.yaml").read_text(encoding="utf-8")
 
@@ -49,29 +49,29 @@ def check_manifests(deploy_dir):
     (container,) = pod_spec["containers"]
     port_names = {port["name"]: port["containerPort"] for port in container["ports"]}
 
-    expect(pod_monitor["apiVersion"] == "monitoring.coreos.com/v1", "podmonitor.yaml: apiVersion must be monitoring.coreos.com/v1")
-    expect(pod_monitor["kind"] == "PodMonitor", "podmonitor.yaml: kind must be PodMonitor")
+    expect(pod_monitor["apiVersion"] == "monitoring.coreos.com/v1", "04-podmonitor.yaml: apiVersion must be monitoring.coreos.com/v1")
+    expect(pod_monitor["kind"] == "PodMonitor", "04-podmonitor.yaml: kind must be PodMonitor")
     for name, selector in [
-        ("daemonset.yaml spec.selector", daemonset["spec"]["selector"]["matchLabels"]),
-        ("service.yaml spec.selector", service["spec"]["selector"]),
-        ("podmonitor.yaml spec.selector", pod_monitor["spec"]["selector"]["matchLabels"]),
+        ("02-daemonset.yaml spec.selector", daemonset["spec"]["selector"]["matchLabels"]),
+        ("03-service.yaml spec.selector", service["spec"]["selector"]),
+        ("04-podmonitor.yaml spec.selector", pod_monitor["spec"]["selector"]["matchLabels"]),
     ]:
         missing = {key: value for key, value in selector.items() if pod_labels.get(key) != value}
         expect(not missing, f"{name} selects labels {missing} that the DaemonSet's pods do not carry")
 
     expect(
         pod_monitor["spec"]["namespaceSelector"]["matchNames"] == [daemonset["metadata"]["namespace"]],
-        "podmonitor.yaml: namespaceSelector must name the DaemonSet's namespace",
+        "04-podmonitor.yaml: namespaceSelector must name the DaemonSet's namespace",
     )
     for endpoint in pod_monitor["spec"]["podMetricsEndpoints"]:
-        expect(endpoint["port"] in port_names, f"podmonitor.yaml: port {endpoint['port']!r} is not a container port name of the DaemonSet")
+        expect(endpoint["port"] in port_names, f"04-podmonitor.yaml: port {endpoint['port']!r} is not a container port name of the DaemonSet")
     for port in service["spec"]["ports"]:
-        expect(port["targetPort"] in port_names, f"service.yaml: targetPort {port['targetPort']!r} is not a container port name of the DaemonSet")
+        expect(port["targetPort"] in port_names, f"03-service.yaml: targetPort {port['targetPort']!r} is not a container port name of the DaemonSet")
 
     # The job name reaches Prometheus three ways, and the agent-down alert
     # only works if all of them agree.
     job_from_pod_monitor = pod_labels.get(pod_monitor["spec"]["jobLabel"])
-    expect(job_from_pod_monitor == JOB_NAME, f"podmonitor.yaml: jobLabel gives job {job_from_pod_monitor!r}, expected {JOB_NAME!r}")
+    expect(job_from_pod_monitor == JOB_NAME, f"04-podmonitor.yaml: jobLabel gives job {job_from_pod_monitor!r}, expected {JOB_NAME!r}")
     scrape_jobs = [job["job_name"] for job in scrape["scrape_configs"]]
     expect(scrape_jobs == [JOB_NAME], f"scrape.yaml: job names {scrape_jobs}, expected [{JOB_NAME!r}]")
     alert_jobs = set(re.findall(r'job="([^"]+)"', alerts_text))
@@ -81,11 +81,11 @@ def check_manifests(deploy_dir):
     args = container["args"]
     expect(
         "--listen" in args and args[args.index("--listen") + 1] == f"0.0.0.0:{metrics_port}",
-        f"daemonset.yaml: args {args} must listen on 0.0.0.0:{metrics_port}, the metrics container port",
+        f"02-daemonset.yaml: args {args} must listen on 0.0.0.0:{metrics_port}, the metrics container port",
     )
     for probe in ("livenessProbe", "readinessProbe"):
         http_get = container[probe]["httpGet"]
-        expect(http_get["path"] == "/healthz" and http_get["port"] == "metrics", f"daemonset.yaml: {probe} must GET /healthz on port metrics")
+        expect(http_get["path"] == "/healthz" and http_get["port"] == "metrics", f"02-daemonset.yaml: {probe} must GET /healthz on port metrics")
 
     check_security(pod_spec, container)
 
@@ -94,16 +94,16 @@ def check_security(pod_spec, container):
     """Check that the DaemonSet has not drifted back to privileged mode
     or writable host mounts."""
     security = container["securityContext"]
-    expect(pod_spec.get("hostPID") is True, "daemonset.yaml: hostPID must be true")
-    expect(security.get("privileged") is False, "daemonset.yaml: privileged must be false")
-    expect(security.get("allowPrivilegeEscalation") is False, "daemonset.yaml: allowPrivilegeEscalation must be false")
-    expect(security.get("readOnlyRootFilesystem") is True, "daemonset.yaml: readOnlyRootFilesystem must be true")
+    expect(pod_spec.get("hostPID") is True, "02-daemonset.yaml: hostPID must be true")
+    expect(security.get("privileged") is False, "02-daemonset.yaml: privileged must be false")
+    expect(security.get("allowPrivilegeEscalation") is False, "02-daemonset.yaml: allowPrivilegeEscalation must be false")
+    expect(security.get("readOnlyRootFilesystem") is True, "02-daemonset.yaml: readOnlyRootFilesystem must be true")
     capabilities = security["capabilities"]
-    expect(capabilities.get("drop") == ["ALL"], "daemonset.yaml: capabilities.drop must be [ALL]")
+    expect(capabilities.get("drop") == ["ALL"], "02-daemonset.yaml: capabilities.drop must be [ALL]")
     added = set(capabilities.get("add", []))
-    expect(added == REQUIRED_CAPABILITIES, f"daemonset.yaml: added capabilities {sorted(added)}, expected {sorted(REQUIRED_CAPABILITIES)}")
+    expect(added == REQUIRED_CAPABILITIES, f"02-daemonset.yaml: added capabilities {sorted(added)}, expected {sorted(REQUIRED_CAPABILITIES)}")
     writable = [mount["name"] for mount in container["volumeMounts"] if mount.get("readOnly") is not True]
-    expect(not writable, f"daemonset.yaml: volume mounts {writable} must be readOnly")
+    expect(not writable, f"02-daemonset.yaml: volume mounts {writable} must be readOnly")
 
 
 def write_dashboard_rules(dashboard_path, output_path):
