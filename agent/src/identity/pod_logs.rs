@@ -40,7 +40,11 @@ pub enum ScanError {
     #[error(
         "cannot read the pod log folder {path}: {source}; check --pod-log-dir and that the host's folder is mounted into the agent's container"
     )]
-    ReadRoot { path: PathBuf, source: io::Error },
+    ReadPodLogDir { path: PathBuf, source: io::Error },
+    #[error(
+        "cannot read the container log link folder {path}: {source}; mount the host's /var/log/containers into the agent's container, or do not read the links"
+    )]
+    ReadContainerLogDir { path: PathBuf, source: io::Error },
 }
 
 /// The folders a [`PodDirectory`] is read from.
@@ -101,7 +105,7 @@ impl PodDirectory {
     /// cannot be read or do not have that shape are skipped and counted.
     /// Only an unreadable `root` is an error.
     pub fn scan(root: &Path) -> Result<Self, ScanError> {
-        let entries = fs::read_dir(root).map_err(|source| ScanError::ReadRoot {
+        let entries = fs::read_dir(root).map_err(|source| ScanError::ReadPodLogDir {
             path: root.to_owned(),
             source,
         })?;
@@ -131,7 +135,7 @@ impl PodDirectory {
     /// named `<pod>_<namespace>_<container>-<id>.log`. Links whose pod is
     /// not in the scanned tree are skipped and counted.
     pub fn add_container_links(&mut self, dir: &Path) -> Result<(), ScanError> {
-        let entries = fs::read_dir(dir).map_err(|source| ScanError::ReadRoot {
+        let entries = fs::read_dir(dir).map_err(|source| ScanError::ReadContainerLogDir {
             path: dir.to_owned(),
             source,
         })?;

@@ -448,10 +448,9 @@ fn load_missing_links_folder_fails() {
 
     let error = PodDirectory::load(&sources).expect_err("a missing links folder is an error");
 
-    assert!(
-        error.to_string().contains("no-containers-folder"),
-        "{error}"
-    );
+    let message = error.to_string();
+    assert!(message.contains("no-containers-folder"), "{message}");
+    assert!(message.contains("/var/log/containers"), "{message}");
 }
 
 #[test]
