@@ -400,6 +400,26 @@ mod tests {
     }
 
     #[test]
+    fn v1_and_v2_paths_agree() {
+        // A hybrid host's /proc/PID/cgroup: the v1 controllers and the v2
+        // hierarchy name the same path relative to their own roots.
+        let text = format!(
+            "12:memory:/kubepods/burstable/pod{UID}/{ID}\n\
+             4:cpu,cpuacct:/kubepods/burstable/pod{UID}/{ID}\n\
+             0::/kubepods/burstable/pod{UID}/{ID}\n"
+        );
+        let cgroups = crate::cgroup::process::ProcessCgroups::parse(&text)
+            .expect("valid /proc/PID/cgroup text");
+        let v1_cpu = cgroups.v1_cpu.as_deref().expect("a cpu controller line");
+
+        let from_v2 = parse_pod_cgroup(&cgroups.unified);
+        let from_v1 = parse_pod_cgroup(v1_cpu);
+
+        assert!(from_v2.is_some(), "{}", cgroups.unified);
+        assert_eq!(from_v1, from_v2);
+    }
+
+    #[test]
     fn non_kubernetes_cgroups() {
         for path in [
             "/",
