@@ -26,6 +26,10 @@ fn main() -> anyhow::Result<()> {
     // when the shared types it compiles against do.
     println!("cargo:rerun-if-changed={}", manifest_dir.join("../agent-common/src").display());
 
+    // aya-build declares this too, but only when it runs; without it here
+    // a build with AYA_BUILD_SKIP=1 would be reused after the variable is
+    // unset, leaving an agent without probes.
+    println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
     if skip_requested() {
         fs::write(&object, b"").with_context(|| format!("writing {}", object.display()))?;
         return Ok(());

@@ -20,7 +20,9 @@ pub struct EngineArgs {
 
     /// Cgroups each per-cgroup map can hold; waits of further cgroups are
     /// counted as lost (chokepoint_probe_lost_events_total{reason="map_full"}).
-    #[arg(long, default_value_t = 8192, env = "CHOKEPOINT_MAX_CGROUPS")]
+    /// The maps are per CPU and preallocated, so kernel memory grows with
+    /// this value times the number of possible CPUs.
+    #[arg(long, default_value_t = 2048, env = "CHOKEPOINT_MAX_CGROUPS")]
     pub max_cgroups: u32,
 
     /// Threads that can be runnable but not yet running at once, node-wide.
