@@ -411,11 +411,12 @@ mod tests {
         let cgroups = crate::cgroup::process::ProcessCgroups::parse(&text)
             .expect("valid /proc/PID/cgroup text");
         let v1_cpu = cgroups.v1_cpu.as_deref().expect("a cpu controller line");
+        let unified = cgroups.unified.as_deref().expect("a v2 line");
 
-        let from_v2 = parse_pod_cgroup(&cgroups.unified);
+        let from_v2 = parse_pod_cgroup(unified);
         let from_v1 = parse_pod_cgroup(v1_cpu);
 
-        assert!(from_v2.is_some(), "{}", cgroups.unified);
+        assert!(from_v2.is_some(), "{unified}");
         assert_eq!(from_v1, from_v2);
     }
 
