@@ -3,11 +3,11 @@
 
 use std::{fs, process::ExitCode, thread, time::Duration};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 
 use crate::{
-    cgroup::{Hierarchy, process::ProcessCgroups},
+    cgroup::{CgroupId, Hierarchy, members, process::ProcessCgroups},
     classifier::Class,
     config::{EngineArgs, parse_duration},
     engine::Engine,
@@ -27,8 +27,19 @@ pub enum Output {
 #[derive(Args, Debug)]
 pub struct ClassifyArgs {
     /// Host pid of the process to look at (its whole cgroup is measured).
-    #[arg(long)]
-    pid: u32,
+    #[arg(long, required_unless_present = "pod", conflicts_with = "pod")]
+    pid: Option<u32>,
+
+    /// Pod to look at, as NAMESPACE/NAME; its whole pod cgroup is measured
+    /// unless --container-pid picks one process.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pod: Option<String>,
+
+    /// Pid of a process as seen inside the pod's containers (e.g. from
+    /// `kubectl exec ... ps`); it is translated to the host pid through
+    /// NSpid in /proc, and that process's cgroup is measured.
+    #[arg(long, requires = "pod")]
+    container_pid: Option<u32>,
 
     /// How long to measure (e.g. 5s, 30s).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -46,32 +57,28 @@ pub fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     if args.duration < Duration::from_millis(100) {
         anyhow::bail!("invalid --duration {:?}: measure for at least 100ms", args.duration);
     }
-    let cgroups = ProcessCgroups::of_pid(args.pid)?;
+    // Fail on an unknown pid before loading anything.
+    if let Some(pid) = args.pid {
+        ProcessCgroups::of_pid(pid)?;
+    }
+    let pod = args.pod.as_deref().map(parse_pod_name).transpose()?;
     privileges::check_probe_privileges()?;
     // One window, evaluated once: no hysteresis.
     let config = args.engine.engine_config(args.duration + args.engine.tick, Duration::ZERO)?;
 
     let mut engine = Engine::start(config)?;
-    let process = process_info(args.pid, &cgroups, engine.layout().identity)?;
-    let id = engine.cgroup_id(&process.cgroup).with_context(|| {
-        format!(
-            "cgroup {} of pid {} not found under {}",
-            process.cgroup,
-            args.pid,
-            engine.layout().identity_root().display()
-        )
-    })?;
-    engine.watch(id);
+    let target = resolve_target(&mut engine, args.pid, pod, args.container_pid)?;
+    engine.watch(target.id);
     engine.tick();
     thread::sleep(args.duration);
     let snapshot = engine.tick();
     drop(engine);
 
     let group = snapshot
-        .group(id)
-        .with_context(|| format!("cgroup {} was removed while it was measured", process.cgroup))?;
-    let report = report::ClassifyReport::new(&process, group)
-        .with_context(|| format!("no complete measurement of cgroup {}", process.cgroup))?;
+        .group(target.id)
+        .with_context(|| format!("cgroup {} was removed while it was measured", target.cgroup))?;
+    let report = report::ClassifyReport::new(target.process.as_ref(), group)
+        .with_context(|| format!("no complete measurement of cgroup {}", target.cgroup))?;
     match args.output {
         Output::Text => print!("{}", report.to_text()),
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -81,6 +88,78 @@ pub fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_BOTTLENECK_FOUND)
     })
+}
+
+/// The cgroup to measure, and the process it was found from, if any.
+struct Target {
+    id: CgroupId,
+    cgroup: String,
+    process: Option<ProcessInfo>,
+}
+
+fn resolve_target(
+    engine: &mut Engine,
+    pid: Option<u32>,
+    pod: Option<(&str, &str)>,
+    container_pid: Option<u32>,
+) -> anyhow::Result<Target> {
+    let host_pid = match (pid, pod, container_pid) {
+        (Some(pid), _, _) => Some(pid),
+        (None, Some((namespace, name)), Some(inner)) => Some(host_pid_in_pod(engine, namespace, name, inner)?),
+        _ => None,
+    };
+    if let Some(pid) = host_pid {
+        let cgroups = ProcessCgroups::of_pid(pid)?;
+        let process = process_info(pid, &cgroups, engine.layout().identity)?;
+        let id = engine.cgroup_id(&process.cgroup).with_context(|| {
+            format!(
+                "cgroup {} of pid {pid} not found under {}",
+                process.cgroup,
+                engine.layout().identity_root().display()
+            )
+        })?;
+        return Ok(Target {
+            id,
+            cgroup: process.cgroup.clone(),
+            process: Some(process),
+        });
+    }
+    let (namespace, name) = pod.context("give --pid or --pod")?;
+    let (id, cgroup) = engine.pod_cgroup(namespace, name)?;
+    Ok(Target {
+        id,
+        cgroup,
+        process: None,
+    })
+}
+
+/// Finds the host pid of the process that has pid `inner` in its own pid
+/// namespace, among the processes of the pod's cgroups.
+fn host_pid_in_pod(engine: &mut Engine, namespace: &str, name: &str, inner: u32) -> anyhow::Result<u32> {
+    let (_, pod_cgroup) = engine.pod_cgroup(namespace, name)?;
+    let dir = engine.layout().identity_root().join(pod_cgroup.trim_start_matches('/'));
+    let matches: Vec<u32> = members::pids_below(&dir)
+        .into_iter()
+        .filter(|&pid| members::innermost_pid(pid) == Some(inner))
+        .collect();
+    match matches.as_slice() {
+        [pid] => Ok(*pid),
+        [] => bail!("no process of pod {namespace}/{name} has pid {inner} in its container's pid namespace"),
+        several => bail!(
+            "pid {inner} exists in several containers of pod {namespace}/{name} (host pids {several:?}); \
+             pass one of them with --pid"
+        ),
+    }
+}
+
+/// Splits `NAMESPACE/NAME`.
+fn parse_pod_name(text: &str) -> anyhow::Result<(&str, &str)> {
+    match text.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((namespace, name))
+        }
+        _ => bail!("invalid --pod {text:?}: expected NAMESPACE/NAME, such as shop/cart-7d9f"),
+    }
 }
 
 fn process_info(pid: u32, cgroups: &ProcessCgroups, hierarchy: Hierarchy) -> anyhow::Result<ProcessInfo> {

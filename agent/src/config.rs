@@ -4,7 +4,13 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::{cgroup::HierarchyChoice, classifier::Thresholds, engine::EngineConfig, probes::MapSizes};
+use crate::{
+    cgroup::HierarchyChoice,
+    classifier::Thresholds,
+    engine::EngineConfig,
+    identity::{DEFAULT_CONTAINER_LOG_DIR, DEFAULT_POD_LOG_DIR, PodLogSources},
+    probes::MapSizes,
+};
 
 /// Options of the measuring engine, common to both commands.
 #[derive(Args, Clone, Debug)]
@@ -34,6 +40,16 @@ pub struct EngineArgs {
     /// kubelet's cgroupfs driver), or auto to detect it at start-up.
     #[arg(long, value_enum, default_value_t = HierarchyChoice::Auto, env = "CHOKEPOINT_CGROUP_HIERARCHY")]
     pub cgroup_hierarchy: HierarchyChoice,
+
+    /// The kubelet's pod log folder tree (`<namespace>_<pod>_<uid>/<container>/`),
+    /// which gives pod names without asking the API server.
+    #[arg(long, default_value = DEFAULT_POD_LOG_DIR, env = "CHOKEPOINT_POD_LOG_DIR")]
+    pub pod_log_dir: std::path::PathBuf,
+
+    /// The kubelet's container log links (`<pod>_<namespace>_<container>-<id>.log`),
+    /// the only source of container names on containerd and CRI-O; "" skips them.
+    #[arg(long, default_value = DEFAULT_CONTAINER_LOG_DIR, env = "CHOKEPOINT_CONTAINER_LOG_DIR")]
+    pub container_log_dir: std::path::PathBuf,
 
     /// Kernel BTF file to read struct offsets from, for kernels without
     /// /sys/kernel/btf/vmlinux (e.g. a file from BTFHub for that kernel).
@@ -87,6 +103,10 @@ impl EngineArgs {
             },
             btf: self.btf.clone(),
             hierarchy: self.cgroup_hierarchy,
+            pod_logs: PodLogSources {
+                pod_log_dir: self.pod_log_dir.clone(),
+                container_log_dir: Some(self.container_log_dir.clone()).filter(|dir| !dir.as_os_str().is_empty()),
+            },
         })
     }
 }

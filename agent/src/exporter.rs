@@ -75,8 +75,21 @@ impl Collector for Exporter {
     }
 }
 
+/// Labels of a cgroup's series: `namespace`, `pod` and `container` as
+/// cAdvisor and kube-state-metrics use them (empty, which Prometheus treats
+/// as absent, outside pods or while a name is unknown), and the path.
 fn group_labels<'a>(group: &'a GroupReport, node: &'a str) -> Labels<'a> {
-    vec![("node", escape_label_value(node)), ("cgroup", escape_label_value(&group.path))]
+    let identity = group.identity.as_ref();
+    let name = |value: Option<&'a Option<String>>| {
+        escape_label_value(value.and_then(Option::as_deref).unwrap_or_default())
+    };
+    vec![
+        ("node", escape_label_value(node)),
+        ("namespace", name(identity.map(|identity| &identity.namespace))),
+        ("pod", name(identity.map(|identity| &identity.pod))),
+        ("container", name(identity.map(|identity| &identity.container))),
+        ("cgroup", escape_label_value(&group.path)),
+    ]
 }
 
 fn encode_groups(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {

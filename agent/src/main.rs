@@ -9,10 +9,6 @@ mod engine;
 mod exporter;
 mod exposition;
 mod http;
-#[cfg_attr(
-    not(test),
-    expect(dead_code, unused_imports, reason = "the exporter does not use pod identities yet, only unit tests do")
-)]
 mod identity;
 mod kernel_btf;
 mod mounts;

@@ -31,9 +31,25 @@ pub struct RunQueueEvidence {
     pub average_waiting_tasks: f64,
 }
 
+/// The pod and container a cgroup belongs to.
+#[derive(Debug, Serialize)]
+pub struct PodInfo {
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub pod_uid: String,
+    pub qos_class: &'static str,
+    pub container_id: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ClassifyReport {
-    pub process: ProcessInfo,
+    /// The process the cgroup was found from; absent for `--pod`.
+    pub process: Option<ProcessInfo>,
+    /// Cgroup path relative to the identifying hierarchy's root.
+    pub cgroup: String,
+    /// Absent for cgroups outside Kubernetes pods.
+    pub pod: Option<PodInfo>,
     pub cgroup_id: u64,
     pub window_seconds: f64,
     pub cpu_used_cores: Option<f64>,
@@ -51,11 +67,20 @@ pub struct ClassifyReport {
 
 impl ClassifyReport {
     /// Builds the report, or `None` if the group has no full window yet.
-    pub fn new(process: &ProcessInfo, group: &GroupReport) -> Option<Self> {
+    pub fn new(process: Option<&ProcessInfo>, group: &GroupReport) -> Option<Self> {
         let evidence = group.evidence?;
         let verdict = group.verdict.clone()?;
         Some(Self {
-            process: process.clone(),
+            process: process.cloned(),
+            cgroup: group.path.clone(),
+            pod: group.identity.as_ref().map(|identity| PodInfo {
+                namespace: identity.namespace.clone(),
+                pod: identity.pod.clone(),
+                container: identity.container.clone(),
+                pod_uid: identity.pod_uid.clone(),
+                qos_class: identity.qos.as_str(),
+                container_id: identity.container_id.clone(),
+            }),
             cgroup_id: group.id,
             window_seconds: evidence.window_seconds,
             cpu_used_cores: evidence.cpu_used_cores,
@@ -78,11 +103,32 @@ impl ClassifyReport {
 
     pub fn to_text(&self) -> String {
         let mut text = String::new();
-        let process = &self.process;
         // fmt::Write for String never returns an error.
         let _ = writeln!(text, "verdict:  {}", self.summary_with_neighbour());
-        let _ = writeln!(text, "process:  {} ({})", process.pid, process.command);
-        let _ = writeln!(text, "cgroup:   {}", process.cgroup);
+        if let Some(process) = &self.process {
+            let _ = writeln!(text, "process:  {} ({})", process.pid, process.command);
+        }
+        if let Some(pod) = &self.pod {
+            let unknown = "(name unknown)";
+            let _ = writeln!(
+                text,
+                "pod:      {}/{} (uid {}, {})",
+                pod.namespace.as_deref().unwrap_or(unknown),
+                pod.pod.as_deref().unwrap_or(unknown),
+                pod.pod_uid,
+                pod.qos_class
+            );
+            match (&pod.container, &pod.container_id) {
+                (Some(name), _) => {
+                    let _ = writeln!(text, "container: {name}");
+                }
+                (None, Some(id)) => {
+                    let _ = writeln!(text, "container: id {id} (name unknown)");
+                }
+                (None, None) => {}
+            }
+        }
+        let _ = writeln!(text, "cgroup:   {}", self.cgroup);
         let _ = writeln!(text, "window:   {:.1} s", self.window_seconds);
         let _ = writeln!(text);
         let _ = writeln!(text, "evidence:");

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cgroups;
 pub mod kernel;
+pub mod kubelet;
 pub mod metrics;
 pub mod process;
 pub mod scenario;

@@ -105,19 +105,38 @@ fn http_rejects_garbage_and_keeps_serving() {
     assert!(agent.scrape().text.contains("chokepoint_probe_attached"));
 }
 
+/// Ids of the loaded BPF programs named `name`.
+fn program_ids(name: &str) -> Vec<u64> {
+    let output = Command::new("bpftool").args(["prog", "show", "--json"]).output().expect("running bpftool");
+    let programs: serde_json::Value = serde_json::from_slice(&output.stdout).expect("bpftool JSON");
+    programs
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|program| program["name"] == name)
+                .filter_map(|program| program["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn sigterm_detaches_and_exits_zero() {
     require_root();
+    // Other agents (a node's own, another test run) may hold programs of
+    // the same name, so the check is on ids this agent added.
+    let before = program_ids("sched_switch");
     let agent = Agent::start(&[]);
     let attached = agent.scrape().value("chokepoint_probe_attached", &[("probe", "sched_switch")]);
     assert_eq!(attached, Some(1.0));
+    let added: Vec<u64> = program_ids("sched_switch").into_iter().filter(|id| !before.contains(id)).collect();
+    assert!(!added.is_empty(), "the agent's sched_switch program is not listed by bpftool");
 
     let status = agent.stop();
 
     assert!(status.success(), "agent exited with {status}");
-    let programs = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool");
-    let listing = String::from_utf8_lossy(&programs.stdout);
-    assert!(!listing.contains("sched_switch"), "a probe is still loaded:\n{listing}");
+    let remaining = program_ids("sched_switch");
+    assert!(added.iter().all(|id| !remaining.contains(id)), "programs {added:?} are still loaded");
 }
 
 #[test]

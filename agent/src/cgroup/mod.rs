@@ -3,6 +3,7 @@
 
 pub mod cpu_stat;
 pub mod layout;
+pub mod members;
 pub mod process;
 pub mod resolver;
 

@@ -84,6 +84,11 @@ impl CgroupResolver {
         }
     }
 
+    /// Path of `id` as of the last walk, without checking the tree.
+    pub fn cached_path(&self, id: CgroupId) -> Option<&str> {
+        self.paths.get(&id).map(String::as_str)
+    }
+
     /// Ids of every cgroup found by the last walk.
     pub fn known_ids(&self) -> impl Iterator<Item = CgroupId> + '_ {
         self.paths.keys().copied()

@@ -2,6 +2,7 @@
 //! reads the probes' maps and the cgroup files, keeps a window per cgroup,
 //! and classifies every cgroup from its window.
 
+pub mod pods;
 pub mod window;
 
 use std::{
@@ -12,6 +13,7 @@ use std::{
 
 use agent_common::{histogram::LatencyHistogram, runqueue::NeighbourKey};
 use serde::Serialize;
+use anyhow::Context as _;
 use tracing::{debug, info};
 
 use crate::{
@@ -20,6 +22,7 @@ use crate::{
         cpu_stat::{CpuLimit, CpuStat},
     },
     classifier::{self, Class, Evidence, Thresholds, Verdict, stability::Stability},
+    identity::{PodIdentity, PodLogSources},
     probes::{MapSizes, ProbeCost, ProbeSpec, ProbeState, Probes},
 };
 use window::{Sample, Window, quantile_ns};
@@ -39,14 +42,18 @@ pub struct EngineConfig {
     pub btf: Option<std::path::PathBuf>,
     /// Which cgroup hierarchy identifies tasks.
     pub hierarchy: HierarchyChoice,
+    /// The kubelet's log folders that name pods and containers.
+    pub pod_logs: PodLogSources,
 }
 
 /// One cgroup as of the latest tick.
 #[derive(Clone, Debug)]
 pub struct GroupReport {
     pub id: CgroupId,
-    /// Path relative to the v2 root, starting with `/`.
+    /// Path relative to the identifying hierarchy's root, starting with `/`.
     pub path: String,
+    /// Pod and container, for cgroups of Kubernetes pods.
+    pub identity: Option<PodIdentity>,
     /// Cumulative run-queue latency since the agent started watching.
     pub runqueue_total: LatencyHistogram,
     /// Cumulative CPU counters from `cpu.stat`.
@@ -99,6 +106,7 @@ struct Group {
 
 pub struct Engine {
     probes: Probes,
+    pods: pods::PodNames,
     layout: CgroupLayout,
     resolver: CgroupResolver,
     groups: HashMap<CgroupId, Group>,
@@ -119,8 +127,11 @@ impl Engine {
         );
         let probes = Probes::load(config.map_sizes, config.btf.as_deref(), layout.identity)?;
         let resolver = CgroupResolver::new(layout.identity_root().to_path_buf(), config.tick);
+        let mut pods = pods::PodNames::new(config.pod_logs.clone());
+        pods.refresh_if_due();
         Ok(Self {
             probes,
+            pods,
             layout,
             resolver,
             groups: HashMap::new(),
@@ -147,6 +158,31 @@ impl Engine {
         self.resolver.id_of(relative)
     }
 
+    /// Finds the pod-level cgroup of the pod `namespace/name`: its UID from
+    /// the kubelet's log folders, then the cgroup whose path carries it.
+    pub fn pod_cgroup(&mut self, namespace: &str, name: &str) -> anyhow::Result<(CgroupId, String)> {
+        let uid = self.pods.pod_uid(namespace, name).with_context(|| {
+            format!("pod {namespace}/{name} not found in the kubelet's pod log folder; check the name and --pod-log-dir")
+        })?;
+        self.resolver.walk();
+        let found = self
+            .resolver
+            .known_ids()
+            .filter_map(|id| Some((id, self.resolver.cached_path(id)?.to_owned())))
+            .find(|(_, path)| pods::is_pod_cgroup_of(path, &uid));
+        found.with_context(|| {
+            format!(
+                "no cgroup of pod {namespace}/{name} (uid {uid}) under {}; the pod may have stopped",
+                self.layout.identity_root().display()
+            )
+        })
+    }
+
+    /// Identity of the cgroup at `path`, for reports.
+    pub fn identify(&self, path: &str) -> Option<PodIdentity> {
+        self.pods.identify(path)
+    }
+
     /// Reads every source once and returns the new state.
     pub fn tick(&mut self) -> Snapshot {
         let now = Instant::now();
@@ -165,6 +201,7 @@ impl Engine {
         );
 
         self.resolver.walk_if_older_than(self.config.tick.max(CGROUP_WALK_INTERVAL));
+        self.pods.refresh_if_due();
         let ids: HashSet<CgroupId> = runqueue
             .keys()
             .chain(self.watched.iter())
@@ -236,6 +273,7 @@ impl Engine {
             }
             groups.push(GroupReport {
                 id,
+                identity: self.pods.identify(&group.path),
                 path: group.path.clone(),
                 runqueue_total,
                 cpu,

@@ -9,7 +9,7 @@ mod cgroup_path;
 mod pod_logs;
 
 pub use cgroup_path::{ContainerRuntime, PodMember, QosClass, parse_pod_cgroup};
-pub use pod_logs::{PodDirectory, PodLogSources};
+pub use pod_logs::{DEFAULT_CONTAINER_LOG_DIR, DEFAULT_POD_LOG_DIR, PodDirectory, PodLogSources};
 
 /// Labels for one cgroup of a pod, with the same meaning as the
 /// `namespace`, `pod` and `container` labels of cAdvisor and

@@ -159,6 +159,21 @@ impl PodDirectory {
         self.pods.get(uid)
     }
 
+    /// Returns the UID of the pod `namespace/name`, if its folder exists.
+    /// A pod recreated under the same name has a new UID and a new folder;
+    /// the old folder lingers until the kubelet removes it, so the
+    /// lexically largest UID is not chosen but the one whose folder has a
+    /// container folder, and among several the last found.
+    pub fn uid_of(&self, namespace: &str, name: &str) -> Option<&str> {
+        let mut found = None;
+        for (uid, pod) in &self.pods {
+            if pod.namespace == namespace && pod.name == name && (found.is_none() || !pod.containers.is_empty()) {
+                found = Some(uid.as_str());
+            }
+        }
+        found
+    }
+
     /// Returns the pod UID and the name of the container with this
     /// runtime ID, when a log symlink named it.
     pub fn container_name(&self, container_id: &str) -> Option<(&str, &str)> {
