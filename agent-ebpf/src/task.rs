@@ -1,6 +1,6 @@
 //! Reads of `task_struct` fields at offsets the agent found in BTF.
 
-use agent_common::kernel::KernelOffsets;
+use agent_common::kernel::{KernelOffsets, THROTTLE_SOURCE_CFS_RQ, THROTTLE_SOURCE_TASK_FLAG};
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
 /// Offsets written by the agent before load (`EbpfLoader::override_global`).
@@ -14,10 +14,24 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     cgroup_kn: 0,
     kernfs_node_id: 0,
     _padding: 0,
+    task_in_iowait_byte: 0,
+    task_in_iowait_bit: 0,
+    throttle_source: 0,
+    task_throttled: 0,
+    task_se_cfs_rq: 0,
+    cfs_rq_throttle_count: 0,
+    request_q: 0,
+    request_bio: 0,
+    bio_bi_blkg: 0,
+    blkcg_gq_blkcg: 0,
+    blkcg_css_cgroup: 0,
+    request_queue_disk: 0,
+    gendisk_major: 0,
+    gendisk_first_minor: 0,
 };
 
 #[inline(always)]
-fn offsets() -> KernelOffsets {
+pub fn offsets() -> KernelOffsets {
     // SAFETY: a volatile read keeps the compiler from folding the
     // initializer above into the code; the loader rewrites the value.
     unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
@@ -27,12 +41,18 @@ fn offsets() -> KernelOffsets {
 #[derive(Clone, Copy)]
 pub struct Task(pub *const u8);
 
+/// Reads a `T` at `offset` bytes from the kernel address `base`.
+#[inline(always)]
+pub fn read_kernel<T>(base: *const u8, offset: u32) -> Result<T, i32> {
+    // SAFETY: bpf_probe_read_kernel checks the address and returns an
+    // error instead of faulting.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>()) }
+}
+
 impl Task {
     #[inline(always)]
     fn read<T>(self, offset: u32) -> Result<T, i32> {
-        // SAFETY: bpf_probe_read_kernel checks the address and returns an
-        // error instead of faulting.
-        unsafe { bpf_probe_read_kernel(self.0.wrapping_add(offset as usize).cast::<T>()) }
+        read_kernel(self.0, offset)
     }
 
     /// Thread id (`task_struct.pid`).
@@ -62,5 +82,30 @@ impl Task {
         let cgroup: *const u8 = Task(css_set).read(offsets.css_set_dfl_cgrp)?;
         let kernfs_node: *const u8 = Task(cgroup).read(offsets.cgroup_kn)?;
         Task(kernfs_node).read::<u64>(offsets.kernfs_node_id)
+    }
+
+    /// Whether the task sleeps in I/O wait (`in_iowait`, set by
+    /// `io_schedule_prepare()` and cleared by `io_schedule_finish()`).
+    #[inline(always)]
+    pub fn in_iowait(self) -> Result<bool, i32> {
+        let offsets = offsets();
+        let byte = self.read::<u8>(offsets.task_in_iowait_byte)?;
+        Ok((byte >> (offsets.task_in_iowait_bit & 7)) & 1 == 1)
+    }
+
+    /// Whether the task is held back by CFS bandwidth throttling of its
+    /// group, read the way the running kernel allows (see
+    /// `KernelOffsets::throttle_source`).
+    #[inline(always)]
+    pub fn is_throttled(self) -> Result<bool, i32> {
+        let offsets = offsets();
+        match offsets.throttle_source {
+            THROTTLE_SOURCE_TASK_FLAG => Ok(self.read::<u8>(offsets.task_throttled)? != 0),
+            THROTTLE_SOURCE_CFS_RQ => {
+                let cfs_rq: *const u8 = self.read(offsets.task_se_cfs_rq)?;
+                Ok(read_kernel::<i32>(cfs_rq, offsets.cfs_rq_throttle_count)? > 0)
+            }
+            _ => Ok(false),
+        }
     }
 }

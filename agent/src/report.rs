@@ -2,6 +2,8 @@
 //! numbers, then what usually fixes it. Text for people, JSON with the
 //! same content for tools.
 
+mod cpu_io;
+
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -40,6 +42,8 @@ pub struct ClassifyReport {
     pub cpu_limit_cores: Option<f64>,
     pub node_cores: f64,
     pub runqueue: RunQueueEvidence,
+    pub cpu_throttling: cpu_io::ThrottleReport,
+    pub blkio_wait: cpu_io::IoWaitReport,
     pub verdict: Verdict,
     /// One sentence naming the primary bottleneck.
     pub summary: String,
@@ -67,6 +71,8 @@ impl ClassifyReport {
                 share_of_runnable_time: evidence.runqueue_wait_share(),
                 average_waiting_tasks: evidence.average_waiting_tasks(),
             },
+            cpu_throttling: cpu_io::ThrottleReport::new(&evidence),
+            blkio_wait: cpu_io::IoWaitReport::new(&evidence),
             summary: summary(verdict.primary, &evidence),
             advice: advice(verdict.primary).iter().map(|line| (*line).to_owned()).collect(),
             verdict,
@@ -99,6 +105,8 @@ impl ClassifyReport {
             runqueue.share_of_runnable_time * 100.0,
             runqueue.average_waiting_tasks
         );
+        self.cpu_throttling.write_text(&mut text);
+        self.blkio_wait.write_text(&mut text);
         for finding in self.verdict.findings.iter().skip(1) {
             let _ = writeln!(text, "  also holds      {} ({:.0}% of runnable time)", finding.class, finding.cost_share * 100.0);
         }

@@ -2,6 +2,9 @@
 //! reads the probes' maps and the cgroup files, keeps a window per cgroup,
 //! and classifies every cgroup from its window.
 
+pub mod block;
+pub mod iowait;
+pub mod throttle;
 pub mod window;
 
 use std::{
@@ -10,11 +13,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::histogram::LatencyHistogram;
+use agent_common::{histogram::LatencyHistogram, wait_total::WaitTotal};
 use tracing::{debug, info};
 
 use crate::{
     cgroup::{CgroupId, CgroupLayout, CgroupResolver, cpu_stat::{CpuLimit, CpuStat}},
+    engine::{block::{BlockAttribution, BlockSeries}, iowait::IoWaitEvidence, throttle::ThrottleEvidence},
     classifier::{self, Class, Evidence, Thresholds, Verdict},
     probes::{MapSizes, ProbeCost, ProbeSpec, ProbeState, Probes},
 };
@@ -38,9 +42,15 @@ pub struct GroupReport {
     pub path: String,
     /// Cumulative run-queue latency since the agent started watching.
     pub runqueue_total: LatencyHistogram,
-    /// Cumulative CPU counters from `cpu.stat`.
+    /// Cumulative CPU usage and CFS counters from `cpu.stat`.
     pub cpu: CpuStat,
     pub cpu_limit: Option<CpuLimit>,
+    /// Cumulative throttle delay since the agent started watching.
+    pub throttle_delay_total: WaitTotal,
+    /// Cumulative block-I/O wait since the agent started watching.
+    pub iowait_total: WaitTotal,
+    /// Block request latency per disk, for requests the group owns.
+    pub block_latency: Vec<BlockSeries>,
     /// Measurements over the window; `None` until two ticks have passed.
     pub evidence: Option<Evidence>,
     pub verdict: Option<Verdict>,
@@ -64,12 +74,14 @@ struct Group {
     path: String,
     window: Window,
     primary: Option<Class>,
+    block_latency: Vec<BlockSeries>,
 }
 
 pub struct Engine {
     probes: Probes,
     layout: CgroupLayout,
     resolver: CgroupResolver,
+    block: BlockAttribution,
     groups: HashMap<CgroupId, Group>,
     watched: HashSet<CgroupId>,
     config: EngineConfig,
@@ -87,10 +99,12 @@ impl Engine {
         );
         let probes = Probes::load(config.map_sizes)?;
         let resolver = CgroupResolver::new(layout.v2_root.clone(), config.tick);
+        let block = BlockAttribution::new(&layout, config.tick);
         Ok(Self {
             probes,
             layout,
             resolver,
+            block,
             groups: HashMap::new(),
             watched: HashSet::new(),
             config,
@@ -124,18 +138,33 @@ impl Engine {
             .as_ref()
             .map(|maps| maps.read())
             .unwrap_or_default();
+        let throttle_delay = self.probes.throttle_delay.as_ref().map(|map| map.read()).unwrap_or_default();
+        let iowait = self.probes.iowait.as_ref().map(|map| map.read()).unwrap_or_default();
+        let mut block = match self.probes.block.as_mut() {
+            Some(maps) => self.block.read(maps, &mut self.resolver),
+            None => HashMap::new(),
+        };
 
-        let ids: HashSet<CgroupId> = runqueue.keys().chain(self.watched.iter()).copied().collect();
-        for id in ids {
+        let ids: HashSet<CgroupId> = runqueue
+            .keys()
+            .chain(throttle_delay.keys())
+            .chain(iowait.keys())
+            .chain(block.keys())
+            .chain(self.watched.iter())
+            .copied()
+            .collect();
+        for id in &ids {
+            let id = *id;
             let Some(path) = self.resolver.path_of(id).map(str::to_owned) else {
                 self.forget(id);
                 continue;
             };
-            let cpu = CpuStat::read(&self.layout.v2_dir(&path)).unwrap_or_default();
             let sample = Sample {
                 at: now,
                 runqueue: runqueue.get(&id).copied().unwrap_or(LatencyHistogram::ZERO),
-                cpu,
+                cpu: throttle::read_cpu_stat(&self.layout, &path),
+                throttle_delay: throttle_delay.get(&id).copied().unwrap_or_default(),
+                iowait: iowait.get(&id).copied().unwrap_or_default(),
             };
             let span = self.config.window;
             let group = self.groups.entry(id).or_insert_with(|| {
@@ -144,18 +173,15 @@ impl Engine {
                     path: path.clone(),
                     window: Window::new(span),
                     primary: None,
+                    block_latency: Vec::new(),
                 }
             });
             group.path = path;
             group.window.push(sample);
+            group.block_latency = block.remove(&id).unwrap_or_default();
         }
-        // Groups with no map entry and no watcher have left the map.
-        let stale: Vec<CgroupId> = self
-            .groups
-            .keys()
-            .filter(|id| !runqueue.contains_key(id) && !self.watched.contains(id))
-            .copied()
-            .collect();
+        // Groups with no map entry and no watcher have left the maps.
+        let stale: Vec<CgroupId> = self.groups.keys().filter(|id| !ids.contains(id)).copied().collect();
         for id in stale {
             self.groups.remove(&id);
         }
@@ -171,6 +197,12 @@ impl Engine {
         self.watched.remove(&id);
         if let Some(maps) = self.probes.runqueue.as_mut() {
             maps.remove(id);
+        }
+        if let Some(map) = self.probes.throttle_delay.as_mut() {
+            map.remove(id);
+        }
+        if let Some(map) = self.probes.iowait.as_mut() {
+            map.remove(id);
         }
     }
 
@@ -196,6 +228,9 @@ impl Engine {
                 runqueue_total: latest.runqueue,
                 cpu: latest.cpu,
                 cpu_limit,
+                throttle_delay_total: latest.throttle_delay,
+                iowait_total: latest.iowait,
+                block_latency: group.block_latency.clone(),
                 evidence,
                 verdict,
             });
@@ -258,6 +293,11 @@ fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores:
         runqueue_waits: delta.runqueue.count,
         runqueue_p50_seconds: quantile_ns(&delta.runqueue, 0.50).map(|ns| ns / 1e9),
         runqueue_p99_seconds: quantile_ns(&delta.runqueue, 0.99).map(|ns| ns / 1e9),
+        throttle: ThrottleEvidence::new(&delta.throttle, cpu_limit, seconds),
+        iowait: IoWaitEvidence {
+            wait_seconds: delta.iowait.total_ns as f64 / 1e9,
+            waits: delta.iowait.count,
+        },
     }
 }
 

@@ -6,8 +6,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::histogram::{LatencyHistogram, SLOTS};
+use agent_common::{
+    histogram::{LatencyHistogram, SLOTS},
+    wait_total::WaitTotal,
+};
 
+use super::throttle::ThrottleDelta;
 use crate::cgroup::cpu_stat::CpuStat;
 
 /// Cumulative counters of one cgroup at one tick.
@@ -15,7 +19,10 @@ use crate::cgroup::cpu_stat::CpuStat;
 pub struct Sample {
     pub at: Instant,
     pub runqueue: LatencyHistogram,
+    /// Usage and CFS counters (see `throttle::read_cpu_stat`).
     pub cpu: CpuStat,
+    pub throttle_delay: WaitTotal,
+    pub iowait: WaitTotal,
 }
 
 /// What happened in a cgroup between two samples.
@@ -26,6 +33,8 @@ pub struct Delta {
     /// CPU time used, in nanoseconds, when `cpu.stat` could be read at
     /// both ends.
     pub cpu_usage_ns: Option<u64>,
+    pub throttle: ThrottleDelta,
+    pub iowait: WaitTotal,
 }
 
 /// Samples covering at most `span`, oldest first.
@@ -76,6 +85,8 @@ impl Window {
                 (Some(last), Some(first)) => Some(last.saturating_sub(first)),
                 _ => None,
             },
+            throttle: ThrottleDelta::between(&first.cpu, &last.cpu, last.throttle_delay.since(&first.throttle_delay)),
+            iowait: last.iowait.since(&first.iowait),
         })
     }
 }
@@ -132,6 +143,11 @@ mod tests {
                 usage_ns: Some(usage_ns),
                 ..CpuStat::default()
             },
+            throttle_delay: WaitTotal::ZERO,
+            iowait: WaitTotal {
+                count: usage_ns / 1_000_000,
+                total_ns: usage_ns,
+            },
         }
     }
 
@@ -150,6 +166,8 @@ mod tests {
         assert_eq!(delta.runqueue.count, 29 - 19);
         assert_eq!(delta.runqueue.total_ns, 10 * 1_000);
         assert_eq!(delta.cpu_usage_ns, Some(10_000_000));
+        assert_eq!(delta.iowait.total_ns, 10_000_000);
+        assert_eq!(delta.iowait.count, 10);
     }
 
     #[test]

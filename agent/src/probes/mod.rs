@@ -4,14 +4,21 @@
 //! attach (an old kernel without the hook, a verifier that rejects it)
 //! degrades its signal alone, and is logged once with the reason.
 
+pub mod block;
+mod offsets;
 pub mod runqueue;
 mod spec;
+pub mod wait_total;
 
 use std::time::Duration;
 
 use agent_common::{
-    kernel::{KERNEL_OFFSETS_SYMBOL, KernelOffsets},
+    block::{BLOCK_LATENCY_MAP, BLOCK_STARTED_MAP},
+    iowait::{IOWAIT_STARTED_MAP, IOWAIT_TOTAL_MAP},
+    kernel::KERNEL_OFFSETS_SYMBOL,
     probe::{PROBE_STATS_MAP, ProbeStats},
+    runqueue::{RUNQ_ENQUEUED_MAP, RUNQ_LATENCY_MAP},
+    throttle::THROTTLE_DELAY_MAP,
 };
 use anyhow::{Context as _, bail};
 use aya::{
@@ -23,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::kernel_btf::KernelBtf;
 pub use spec::{Hook, PROBES, ProbeSpec, Signal};
+use wait_total::WaitTotalMap;
 
 /// The probe object built by `build.rs` from the `agent-ebpf` crate.
 static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-ebpf"));
@@ -33,8 +41,11 @@ pub struct MapSizes {
     /// Cgroups tracked per signal; waits of further cgroups are counted as
     /// lost until the agent removes entries of deleted cgroups.
     pub max_cgroups: u32,
-    /// Threads that can be runnable and not yet running at once.
+    /// Threads that can be runnable and not yet running (or in I/O wait)
+    /// at once.
     pub max_threads: u32,
+    /// Block requests that can be in flight at once, node-wide.
+    pub max_block_requests: u32,
 }
 
 /// What happened to one probe program at start-up.
@@ -60,6 +71,11 @@ pub struct Probes {
     ebpf: Ebpf,
     pub states: Vec<ProbeState>,
     pub runqueue: Option<runqueue::RunQueueMaps>,
+    /// Throttle delay per cgroup, measured by the `sched_switch` program.
+    pub throttle_delay: Option<WaitTotalMap>,
+    /// Block-I/O wait per cgroup, measured by the `sched_switch` program.
+    pub iowait: Option<WaitTotalMap>,
+    pub block: Option<block::BlockMaps>,
     probe_stats: PerCpuArray<MapData, ProbeStats>,
 }
 
@@ -71,19 +87,36 @@ impl Probes {
             bail!("this agent was built with AYA_BUILD_SKIP set, so it has no probes; rebuild it without that variable");
         }
         let btf = KernelBtf::from_sys_fs()?;
-        let offsets = kernel_offsets(&btf)?;
+        let offsets = offsets::kernel_offsets(&btf)?;
+        info!(
+            throttle_source = offsets::throttle_source_name(offsets.offsets.throttle_source),
+            "throttle delay source chosen"
+        );
 
         let mut ebpf = EbpfLoader::new()
-            .override_global(KERNEL_OFFSETS_SYMBOL, &offsets, true)
-            .map_max_entries(agent_common::runqueue::RUNQ_LATENCY_MAP, sizes.max_cgroups)
-            .map_max_entries(agent_common::runqueue::RUNQ_ENQUEUED_MAP, sizes.max_threads)
+            .override_global(KERNEL_OFFSETS_SYMBOL, &offsets.offsets, true)
+            .map_max_entries(RUNQ_LATENCY_MAP, sizes.max_cgroups)
+            .map_max_entries(RUNQ_ENQUEUED_MAP, sizes.max_threads)
+            .map_max_entries(THROTTLE_DELAY_MAP, sizes.max_cgroups)
+            .map_max_entries(IOWAIT_TOTAL_MAP, sizes.max_cgroups)
+            .map_max_entries(IOWAIT_STARTED_MAP, sizes.max_threads)
+            // One entry per cgroup and disk it uses; a cgroup rarely uses
+            // more than a few disks.
+            .map_max_entries(BLOCK_LATENCY_MAP, sizes.max_cgroups.saturating_mul(4))
+            .map_max_entries(BLOCK_STARTED_MAP, sizes.max_block_requests)
             .load(PROBE_OBJECT)
             .map_err(|error| load_hint(error.into()))?;
 
         let states = PROBES
             .iter()
             .map(|spec| {
-                let skipped = attach(&mut ebpf, spec).err().map(|error| format!("{error:#}"));
+                let missing = (spec.signal == Signal::BlockLatency)
+                    .then_some(offsets.block_unavailable.as_deref())
+                    .flatten();
+                let skipped = match missing {
+                    Some(reason) => Some(reason.to_owned()),
+                    None => attach(&mut ebpf, spec).err().map(|error| format!("{error:#}")),
+                };
                 match &skipped {
                     None => info!(probe = spec.program, hook = %spec.hook, signal = %spec.signal, "probe attached"),
                     Some(reason) => warn!(
@@ -98,8 +131,18 @@ impl Probes {
             })
             .collect::<Vec<_>>();
 
-        let runqueue = signal_attached(&states, Signal::RunQueue)
+        let scheduler = signal_attached(&states, Signal::RunQueue);
+        let runqueue = scheduler
             .then(|| runqueue::RunQueueMaps::take(&mut ebpf))
+            .transpose()?;
+        let throttle_delay = scheduler
+            .then(|| WaitTotalMap::take(&mut ebpf, THROTTLE_DELAY_MAP))
+            .transpose()?;
+        let iowait = scheduler
+            .then(|| WaitTotalMap::take(&mut ebpf, IOWAIT_TOTAL_MAP))
+            .transpose()?;
+        let block = signal_attached(&states, Signal::BlockLatency)
+            .then(|| block::BlockMaps::take(&mut ebpf))
             .transpose()?;
         let probe_stats = PerCpuArray::try_from(
             ebpf.take_map(PROBE_STATS_MAP)
@@ -110,6 +153,9 @@ impl Probes {
             ebpf,
             states,
             runqueue,
+            throttle_delay,
+            iowait,
+            block,
             probe_stats,
         })
     }
@@ -162,24 +208,6 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Reads the struct offsets the probes need from the running kernel.
-fn kernel_offsets(btf: &KernelBtf) -> anyhow::Result<KernelOffsets> {
-    // Linux 5.14 renamed task_struct.state (long) to __state (unsigned int).
-    let state = btf
-        .member_offset("task_struct", "__state")
-        .or_else(|_| btf.member_offset("task_struct", "state"))?;
-    Ok(KernelOffsets {
-        task_pid: btf.member_offset("task_struct", "pid")?.byte_offset,
-        task_state: state.byte_offset,
-        task_state_size: state.size,
-        task_cgroups: btf.member_offset("task_struct", "cgroups")?.byte_offset,
-        css_set_dfl_cgrp: btf.member_offset("css_set", "dfl_cgrp")?.byte_offset,
-        cgroup_kn: btf.member_offset("cgroup", "kn")?.byte_offset,
-        kernfs_node_id: btf.member_offset("kernfs_node", "id")?.byte_offset,
-        _padding: 0,
-    })
 }
 
 /// Adds the usual cause to a load failure that comes from missing

@@ -1,0 +1,12 @@
+//! Throttle delay: time a task spends runnable but held back because its
+//! group used up its CFS bandwidth quota.
+
+/// Name of the per-CPU hash map from cgroup id (u64) to
+/// [`crate::wait_total::WaitTotal`] of throttle delays, attributed to the
+/// cgroup of the task that was held back.
+pub const THROTTLE_DELAY_MAP: &str = "THROTTLE_DELAY";
+
+/// Bit set in a `RUNQ_ENQUEUED` timestamp when the task was switched out
+/// because its group was throttled. Timestamps lose their lowest bit,
+/// one nanosecond, to carry it.
+pub const ENQUEUED_THROTTLED_BIT: u64 = 1;
