@@ -1,0 +1,177 @@
+//! CFS throttling, end to end: workloads in cgroups with a CFS quota, the
+//! agent's counters against the kernel's `cpu.stat` over the same window,
+//! and the probes' throttle delay against the kernel's throttled time.
+//!
+//! The window is made identical on both sides by stopping the workload
+//! (SIGSTOP) at its ends: a stopped group starts no new CFS period, so
+//! `cpu.stat` holds still while the agent and the test read it.
+
+use std::{thread, time::Duration};
+
+use integration_tests::{Agent, Scrape, TestCgroup, Workload, kernel, require_root};
+
+const PERIODS: &str = "chokepoint_cpu_cfs_periods_total";
+const THROTTLED_PERIODS: &str = "chokepoint_cpu_cfs_throttled_periods_total";
+const THROTTLED_SECONDS: &str = "chokepoint_cpu_cfs_throttled_seconds_total";
+const THROTTLE_DELAY: &str = "chokepoint_cpu_throttle_delay_seconds_total";
+const THROTTLED_RATIO: &str = "chokepoint_cpu_throttled_ratio";
+const CPU_USAGE: &str = "chokepoint_cpu_usage_seconds_total";
+const LIMIT: &str = "chokepoint_cpu_limit_cores";
+const MEASURE: Duration = Duration::from_secs(8);
+/// Longer than a CFS period and a few agent ticks (100 ms).
+const SETTLE: Duration = Duration::from_millis(600);
+
+/// One side's cumulative counters at a moment.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    periods: f64,
+    throttled_periods: f64,
+    throttled_seconds: f64,
+}
+
+impl Counters {
+    fn from_agent(scrape: &Scrape, cgroup: &TestCgroup) -> Self {
+        let value = |name| scrape.value(name, &[("cgroup", &cgroup.relative)]).unwrap_or(0.0);
+        Self {
+            periods: value(PERIODS),
+            throttled_periods: value(THROTTLED_PERIODS),
+            throttled_seconds: value(THROTTLED_SECONDS),
+        }
+    }
+
+    fn from_kernel(cgroup: &TestCgroup) -> Self {
+        let stat = kernel::cpu_stat(cgroup.cpu_controller_dir());
+        let throttled_seconds = match (stat.get("throttled_time"), stat.get("throttled_usec")) {
+            (Some(ns), _) => *ns as f64 / 1e9,
+            (None, Some(us)) => *us as f64 / 1e6,
+            (None, None) => 0.0,
+        };
+        Self {
+            periods: stat.get("nr_periods").copied().unwrap_or(0) as f64,
+            throttled_periods: stat.get("nr_throttled").copied().unwrap_or(0) as f64,
+            throttled_seconds,
+        }
+    }
+
+    fn since(&self, earlier: &Self) -> Self {
+        Self {
+            periods: self.periods - earlier.periods,
+            throttled_periods: self.throttled_periods - earlier.throttled_periods,
+            throttled_seconds: self.throttled_seconds - earlier.throttled_seconds,
+        }
+    }
+}
+
+fn signal(workload: &Workload, signal: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(workload.pid() as i32, signal) };
+}
+
+fn agent_value(scrape: &Scrape, name: &str, cgroup: &TestCgroup) -> f64 {
+    scrape.value(name, &[("cgroup", &cgroup.relative)]).unwrap_or(0.0)
+}
+
+/// Counters and throttle delay of `cgroup` on both sides, read while its
+/// workload is stopped.
+fn frozen_reading(agent: &Agent, cgroup: &TestCgroup, workload: &Workload) -> (Counters, Counters, f64, f64) {
+    signal(workload, libc::SIGSTOP);
+    thread::sleep(SETTLE);
+    let scrape = agent.scrape();
+    let kernel_counters = Counters::from_kernel(cgroup);
+    let reading = (
+        Counters::from_agent(&scrape, cgroup),
+        kernel_counters,
+        agent_value(&scrape, THROTTLE_DELAY, cgroup),
+        agent_value(&scrape, CPU_USAGE, cgroup),
+    );
+    signal(workload, libc::SIGCONT);
+    reading
+}
+
+#[test]
+fn throttling_matches_cpu_stat() {
+    require_root();
+    let limited = TestCgroup::with_cpu_controller("limited");
+    limited.set_cpu_quota(20_000, 100_000);
+    let unlimited = TestCgroup::with_cpu_controller("unlimited");
+    let limited_load = Workload::start(&limited, &["busy", "2"]);
+    let unlimited_load = Workload::start(&unlimited, &["wake-loop", "2000", "200"]);
+    let agent = Agent::start(&[]);
+    thread::sleep(Duration::from_secs(1));
+
+    let (agent_start, kernel_start, delay_start, _) = frozen_reading(&agent, &limited, &limited_load);
+    let unlimited_start = Counters::from_agent(&agent.scrape(), &unlimited);
+    thread::sleep(MEASURE);
+    let ratio_scrape = agent.scrape();
+    let (agent_end, kernel_end, delay_end, _) = frozen_reading(&agent, &limited, &limited_load);
+    let unlimited_scrape = agent.scrape();
+
+    let agent_delta = agent_end.since(&agent_start);
+    let kernel_delta = kernel_end.since(&kernel_start);
+    let delay = delay_end - delay_start;
+    let ratio = agent_value(&ratio_scrape, THROTTLED_RATIO, &limited);
+    let unlimited_delta = Counters::from_agent(&unlimited_scrape, &unlimited).since(&unlimited_start);
+    eprintln!(
+        "limited: agent {agent_delta:?}, cpu.stat {kernel_delta:?}, throttle delay {delay:.3} s, ratio {ratio:.3}; \
+         unlimited: {unlimited_delta:?}"
+    );
+
+    assert!(kernel_delta.throttled_periods > 40.0, "too little throttling: {kernel_delta:?}");
+    assert_eq!(agent_delta.periods, kernel_delta.periods, "periods");
+    assert_eq!(agent_delta.throttled_periods, kernel_delta.throttled_periods, "throttled periods");
+    let time_error = kernel::relative_error(agent_delta.throttled_seconds, kernel_delta.throttled_seconds);
+    assert!(time_error < 0.05, "throttled time off by {:.1}%", time_error * 100.0);
+    assert!(ratio > 0.8, "throttled ratio {ratio}");
+    let limit = agent_value(&ratio_scrape, LIMIT, &limited);
+    assert!((limit - 0.2).abs() < 1e-9, "limit {limit} cores");
+    // Each busy thread waits out every throttled stretch on its own CPU's
+    // run queue, so the delay summed over tasks tracks the throttled time
+    // summed over CPUs. The probe also counts the short run-queue wait
+    // after each unthrottle, and a thread that finds its CPU busy with
+    // other work is throttled on fewer CPUs, hence the tolerance.
+    let delay_error = kernel::relative_error(delay, kernel_delta.throttled_seconds);
+    assert!(delay_error < 0.15, "throttle delay off by {:.1}% from cpu.stat throttled time", delay_error * 100.0);
+    assert_eq!(unlimited_delta.throttled_periods, 0.0);
+    assert_eq!(agent_value(&unlimited_scrape, THROTTLE_DELAY, &unlimited), 0.0);
+    assert_eq!(unlimited_scrape.value(LIMIT, &[("cgroup", &unlimited.relative)]), None);
+    drop(unlimited_load);
+}
+
+#[test]
+fn bursty_group_shows_throttling() {
+    require_root();
+    let bursty = TestCgroup::with_cpu_controller("bursty");
+    bursty.set_cpu_quota(10_000, 100_000);
+    let load = Workload::start(&bursty, &["bursty", "30", "500", "1"]);
+    let agent = Agent::start(&[]);
+    thread::sleep(Duration::from_secs(1));
+
+    let (agent_start, kernel_start, delay_start, usage_start) = frozen_reading(&agent, &bursty, &load);
+    thread::sleep(MEASURE);
+    let ratio_scrape = agent.scrape();
+    let (agent_end, kernel_end, delay_end, usage_end) = frozen_reading(&agent, &bursty, &load);
+
+    let agent_delta = agent_end.since(&agent_start);
+    let kernel_delta = kernel_end.since(&kernel_start);
+    let delay = delay_end - delay_start;
+    // The measured span includes one settle pause in which it was stopped.
+    let cores = (usage_end - usage_start) / (MEASURE + SETTLE).as_secs_f64();
+    let ratio = agent_value(&ratio_scrape, THROTTLED_RATIO, &bursty);
+    let wall_clock_periods = (MEASURE + SETTLE).as_secs_f64() / 0.1;
+    eprintln!(
+        "bursty: {cores:.3} cores, agent {agent_delta:?}, cpu.stat {kernel_delta:?}, throttle delay {delay:.3} s, \
+         ratio {ratio:.3}, throttled share of wall-clock periods {:.3}",
+        agent_delta.throttled_periods / wall_clock_periods
+    );
+
+    assert!(cores < 0.1, "average CPU {cores} cores is not low");
+    assert!(ratio > 0.25, "throttled ratio {ratio}");
+    assert!(delay > 0.1, "throttle delay {delay} s");
+    assert_eq!(agent_delta.throttled_periods, kernel_delta.throttled_periods);
+    assert!(
+        agent_delta.throttled_periods / wall_clock_periods < ratio,
+        "nr_periods should count only periods in which the group ran"
+    );
+    let delay_error = kernel::relative_error(delay, kernel_delta.throttled_seconds);
+    assert!(delay_error < 0.15, "throttle delay off by {:.1}% from cpu.stat throttled time", delay_error * 100.0);
+}
