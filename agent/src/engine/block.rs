@@ -23,7 +23,7 @@ use agent_common::{block::BlockKey, histogram::LatencyHistogram};
 
 use crate::{
     cgroup::{CgroupId, CgroupLayout, CgroupResolver},
-    probes::block::BlockMaps,
+    probes::{block::BlockMaps, runqueue::sum_per_cpu},
 };
 
 /// Block request latency of one cgroup on one disk.
@@ -69,12 +69,18 @@ impl BlockAttribution {
             // A v1 blkio cgroup without a v2 cgroup at the same path has no
             // series; the map entry stays until the blkio cgroup goes.
             let Ok(id) = v2.id_of(&path) else { continue };
-            let series = BlockSeries {
-                device: format!("{}:{}", key.major(), key.minor()),
-                device_name: self.device_name(&key),
-                latency,
-            };
-            by_cgroup.entry(id).or_default().push(series);
+            let device = format!("{}:{}", key.major(), key.minor());
+            let series = by_cgroup.entry(id).or_default();
+            // Requests without a blkcg and those of the root blkcg both
+            // count for the root cgroup, so keys can meet here.
+            match series.iter_mut().find(|series| series.device == device) {
+                Some(existing) => existing.latency = sum_per_cpu([existing.latency, latency].iter()),
+                None => series.push(BlockSeries {
+                    device,
+                    device_name: self.device_name(&key),
+                    latency,
+                }),
+            }
         }
         for key in removed {
             maps.remove(&key);
