@@ -127,7 +127,7 @@ mod tests {
     fn busy_group_ratio_and_summed_time() {
         // Two busy threads at 20 ms per 100 ms for 10 s: 100 periods, all
         // throttled, about 1.8 s of throttled time per second of wall time.
-        let delta = ThrottleDelta::between(&stat(50, 40, 1_000), &stat(150, 140, 18_001_000), WaitTotal::ZERO);
+        let delta = ThrottleDelta::between(&stat(50, 40, 1_000), &stat(150, 140, 18_000_001_000), WaitTotal::ZERO);
         let limit = CpuLimit {
             quota_us: 20_000,
             period_us: 100_000,
