@@ -2,10 +2,10 @@
 //! request) to `block_rq_complete`, per whole-disk device and per blkcg
 //! that owns the request's first bio.
 //!
-//! The blkcg, not the task that happens to issue the request, is what
-//! cgroup writeback sets to the cgroup that dirtied the pages, so buffered
-//! writes flushed by a kernel worker count for the writer where the kernel
-//! tracks that (cgroup v2 with the io and memory controllers).
+//! The blkcg is used rather than the task that issues the request, because
+//! cgroup writeback sets it to the cgroup that dirtied the pages. Buffered
+//! writes flushed by a kernel worker then count for the writer, where the
+//! kernel tracks that (cgroup v2 with the io and memory controllers).
 
 use agent_common::{
     block::{BlockKey, BlockStart},
@@ -75,7 +75,7 @@ pub fn block_rq_complete(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// The device and owning blkcg of a request.
+/// Reads the device and owning blkcg of a request.
 #[inline(always)]
 fn request_key(request: *const u8) -> Result<BlockKey, i32> {
     let offsets = offsets();

@@ -1,5 +1,5 @@
-//! Throttle delay: the part of a task's runnable time that its group's
-//! CFS bandwidth throttling holds it back, measured in `sched_switch`.
+//! Throttle delay: time a task is runnable but kept off the CPU because
+//! its group used up its CFS bandwidth quota, measured in `sched_switch`.
 //!
 //! A task switched out runnable while it is throttled (see
 //! `Task::is_throttled`) has its `RUNQ_ENQUEUED` timestamp tagged with
@@ -25,14 +25,14 @@ const MAX_CGROUPS: u32 = 4_096;
 #[map]
 static THROTTLE_DELAY: PerCpuHashMap<u64, WaitTotal> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
 
-/// The `RUNQ_ENQUEUED` value for a task that becomes runnable at `now`.
+/// Returns the `RUNQ_ENQUEUED` value for a task that becomes runnable at `now`.
 #[inline(always)]
 pub fn enqueued_stamp(now: u64, throttled: bool) -> u64 {
     let stamp = now & !ENQUEUED_THROTTLED_BIT;
     if throttled { stamp | ENQUEUED_THROTTLED_BIT } else { stamp }
 }
 
-/// The stamp for `prev`, switched out runnable at `now`.
+/// Returns the stamp for `prev`, switched out runnable at `now`.
 #[inline(always)]
 pub fn preempted_stamp(probe: ProbeId, prev: Task, now: u64) -> u64 {
     let throttled = prev.is_throttled().unwrap_or_else(|_| {

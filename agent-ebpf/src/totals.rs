@@ -1,4 +1,4 @@
-//! Adding a wait to a per-CPU, per-cgroup [`WaitTotal`].
+//! Recording a wait in a per-CPU, per-cgroup [`WaitTotal`].
 
 use agent_common::{probe::ProbeId, wait_total::WaitTotal};
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::PerCpuHashMap};

@@ -48,7 +48,7 @@ impl LoopDevice {
         }
     }
 
-    /// The kernel's name of the device (`loop3`).
+    /// Returns the kernel's name of the device (`loop3`).
     pub fn name(&self) -> String {
         self.path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
     }

@@ -37,7 +37,7 @@ pub fn blkio_delay_seconds(pid: u32) -> f64 {
     ticks as f64 / hz as f64
 }
 
-/// The key-value lines of a cgroup's `cpu.stat`.
+/// Reads the key-value lines of a cgroup's `cpu.stat`.
 pub fn cpu_stat(dir: &Path) -> HashMap<String, u64> {
     let text = fs::read_to_string(dir.join("cpu.stat")).unwrap_or_else(|error| panic!("reading cpu.stat in {}: {error}", dir.display()));
     text.lines()

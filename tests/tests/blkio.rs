@@ -1,7 +1,7 @@
-//! Block-I/O wait and block request latency, end to end: a writer in its
-//! own cgroup on a loop device slowed by a cgroup I/O limit, the agent's
-//! I/O wait against the kernel's delay accounting, and which cgroup the
-//! block requests are attributed to.
+//! Block-I/O wait and block request latency, end to end. A writer in its
+//! own cgroup writes to a loop device slowed by a cgroup I/O limit. The
+//! tests compare the agent's I/O wait with the kernel's delay accounting
+//! and check which cgroup the block requests are attributed to.
 
 use std::{
     process::Command,
@@ -86,8 +86,8 @@ fn iowait_matches_delay_accounting() {
     assert!(error < 0.15, "I/O wait off by {:.1}% from delay accounting", error * 100.0);
     assert!(cpu_only_wait < 0.01, "cpu-only group shows {cpu_only_wait} s of I/O wait");
     assert!(requests > 0.0, "no block requests attributed to the writer on {}", device.name());
-    // The limit holds writes back before they become requests, so the
-    // device is fast while the task waits long.
+    // The limit delays writes before they become requests, so the device
+    // is fast while the task waits long.
     assert!(mean_request < mean_wait / 10.0, "request latency {mean_request} s is not far below the wait {mean_wait} s");
     drop(cpu_load);
 }

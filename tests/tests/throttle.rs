@@ -4,7 +4,7 @@
 //!
 //! The window is made identical on both sides by stopping the workload
 //! (SIGSTOP) at its ends: a stopped group starts no new CFS period, so
-//! `cpu.stat` holds still while the agent and the test read it.
+//! `cpu.stat` stays unchanged while the agent and the test read it.
 
 use std::{thread, time::Duration};
 

@@ -72,9 +72,9 @@ impl CgroupLayout {
 
     /// Path of a v1 `cpu` cgroup directory from its relative path.
     ///
-    /// Hybrid hosts are read on the assumption that a cgroup has the same
+    /// On hybrid hosts the agent assumes that a cgroup has the same
     /// relative path in every hierarchy, as kubelet and systemd lay them
-    /// out; a v1 cgroup at another path is not found.
+    /// out. A v1 cgroup at another path is not found.
     pub fn v1_cpu_dir(&self, relative: &str) -> Option<PathBuf> {
         self.v1_cpu_root.as_deref().map(|root| join_relative(root, relative))
     }

@@ -108,7 +108,7 @@ impl BlockAttribution {
     }
 }
 
-/// The disk's kernel name: the last component of the `/sys/dev/block/M:m`
+/// Returns the disk's kernel name: the last component of the `/sys/dev/block/M:m`
 /// link target.
 fn device_name_from_sysfs(major: u32, minor: u32) -> String {
     fs::read_link(format!("/sys/dev/block/{major}:{minor}"))

@@ -16,7 +16,7 @@ pub struct FoundOffsets {
 
 /// Reads the struct offsets the probes need from the running kernel.
 ///
-/// Fails only when a member the scheduler probes need is missing; missing
+/// Fails only when a member the scheduler probes need is missing. Missing
 /// block-layer members leave the block probes out, and a kernel without
 /// CFS bandwidth control measures no throttle delay.
 pub fn kernel_offsets(btf: &KernelBtf) -> anyhow::Result<FoundOffsets> {
@@ -87,7 +87,7 @@ fn set_block_offsets(btf: &KernelBtf, offsets: &mut KernelOffsets) -> Result<(),
     Ok(())
 }
 
-/// A name for the start-up log.
+/// Returns a name of the throttle source for the start-up log.
 pub fn throttle_source_name(source: u32) -> &'static str {
     match source {
         THROTTLE_SOURCE_TASK_FLAG => "task_struct.throttled",
