@@ -77,9 +77,9 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     let prev = Task(ctx.arg::<*const u8>(1));
     let next = Task(ctx.arg::<*const u8>(2));
 
-    match (prev.is_running(), prev.tid()) {
-        (Ok(true), Ok(tid)) if tid != 0 => mark_enqueued(PROBE, tid, throttle::preempted_stamp(PROBE, prev, now)),
-        (Ok(false), Ok(tid)) if tid != 0 => iowait::on_sleep(PROBE, prev, tid, now),
+    match (prev.state(), prev.tid()) {
+        (Ok(0), Ok(tid)) if tid != 0 => mark_enqueued(PROBE, tid, throttle::preempted_stamp(PROBE, prev, now)),
+        (Ok(state), Ok(tid)) if tid != 0 => iowait::on_sleep(PROBE, prev, tid, state, now),
         (Ok(_), Ok(_)) => {}
         _ => count_loss(PROBE, Loss::ReadError),
     }

@@ -61,15 +61,15 @@ impl Task {
         self.read::<u32>(offsets().task_pid)
     }
 
-    /// Whether the task is `TASK_RUNNING` (state 0), meaning that when it is
-    /// switched out it goes back to the run queue instead of sleeping.
+    /// Reads the task's state bits. `TASK_RUNNING` is 0: a task switched
+    /// out in that state goes back to the run queue instead of sleeping.
     #[inline(always)]
-    pub fn is_running(self) -> Result<bool, i32> {
+    pub fn state(self) -> Result<u32, i32> {
         let offsets = offsets();
         // Only the low 32 bits carry the state on both layouts: the u32
         // `__state` and, on little-endian, the older `long state`.
         let _ = offsets.task_state_size;
-        Ok(self.read::<u32>(offsets.task_state)? == 0)
+        self.read::<u32>(offsets.task_state)
     }
 
     /// Id of the task's cgroup in the v2 hierarchy:

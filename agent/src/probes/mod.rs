@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use agent_common::{
     block::{BLOCK_LATENCY_MAP, BLOCK_STARTED_MAP},
-    iowait::{IOWAIT_STARTED_MAP, IOWAIT_TOTAL_MAP},
+    iowait::{IOWAIT_SLOTS_MASK_SYMBOL, IOWAIT_STARTED_MAP, IOWAIT_TOTAL_MAP},
     kernel::KERNEL_OFFSETS_SYMBOL,
     probe::{PROBE_STATS_MAP, ProbeStats},
     runqueue::{RUNQ_ENQUEUED_MAP, RUNQ_LATENCY_MAP},
@@ -93,13 +93,18 @@ impl Probes {
             "throttle delay source chosen"
         );
 
+        // The I/O wait array is indexed by masked thread id, so its size is
+        // a power of two.
+        let iowait_slots = sizes.max_threads.max(2).checked_next_power_of_two().unwrap_or(1 << 31);
+        let iowait_slots_mask = iowait_slots - 1;
         let mut ebpf = EbpfLoader::new()
             .override_global(KERNEL_OFFSETS_SYMBOL, &offsets.offsets, true)
+            .override_global(IOWAIT_SLOTS_MASK_SYMBOL, &iowait_slots_mask, true)
             .map_max_entries(RUNQ_LATENCY_MAP, sizes.max_cgroups)
             .map_max_entries(RUNQ_ENQUEUED_MAP, sizes.max_threads)
             .map_max_entries(THROTTLE_DELAY_MAP, sizes.max_cgroups)
             .map_max_entries(IOWAIT_TOTAL_MAP, sizes.max_cgroups)
-            .map_max_entries(IOWAIT_STARTED_MAP, sizes.max_threads)
+            .map_max_entries(IOWAIT_STARTED_MAP, iowait_slots)
             // One entry per cgroup and disk it uses; a cgroup rarely uses
             // more than a few disks.
             .map_max_entries(BLOCK_LATENCY_MAP, sizes.max_cgroups.saturating_mul(4))
