@@ -70,6 +70,13 @@ pub struct KernelOffsets {
     pub gendisk_major: u32,
     /// `gendisk.first_minor` (an `int`).
     pub gendisk_first_minor: u32,
+    /// `cfs_rq.throttled_clock_self_time` (a `u64`, Linux 6.8 and later):
+    /// nanoseconds the run queue spent throttled, added at each unthrottle.
+    /// Zero when the kernel lacks it; then a throttled task's whole wait
+    /// counts as throttle delay.
+    pub cfs_rq_throttled_clock_self_time: u32,
+    /// Explicit padding so the size is a multiple of 8 on every target.
+    pub _padding_end: u32,
 }
 
 /// The kernel offers no way to see throttling; no wait counts as throttled.

@@ -44,12 +44,18 @@ static IOWAIT_STARTED: Array<IoWaitSlot> = Array::with_max_entries(SLOTS, 0);
 #[map]
 static IOWAIT_TOTAL: PerCpuHashMap<u64, WaitTotal> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
 
+/// Returns the index of `tid` in the per-thread arrays (`IOWAIT_STARTED`
+/// and `THROTTLE_STARTED`, which have the same size).
 #[inline(always)]
-fn slot(tid: u32) -> Option<*mut IoWaitSlot> {
+pub fn slot_index(tid: u32) -> u32 {
     // SAFETY: a volatile read keeps the compiler from folding the
     // initializer into the code; the loader rewrites the value.
-    let mask = unsafe { core::ptr::read_volatile(&IOWAIT_SLOTS_MASK) };
-    IOWAIT_STARTED.get_ptr_mut(tid & mask)
+    tid & unsafe { core::ptr::read_volatile(&IOWAIT_SLOTS_MASK) }
+}
+
+#[inline(always)]
+fn slot(tid: u32) -> Option<*mut IoWaitSlot> {
+    IOWAIT_STARTED.get_ptr_mut(slot_index(tid))
 }
 
 /// Starts an I/O wait if `prev`, switched out asleep in `state`, is in I/O

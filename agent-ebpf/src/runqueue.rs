@@ -78,7 +78,7 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     let next = Task(ctx.arg::<*const u8>(2));
 
     match (prev.state(), prev.tid()) {
-        (Ok(0), Ok(tid)) if tid != 0 => mark_enqueued(PROBE, tid, throttle::preempted_stamp(PROBE, prev, now)),
+        (Ok(0), Ok(tid)) if tid != 0 => mark_enqueued(PROBE, tid, throttle::preempted_stamp(PROBE, prev, tid, now)),
         (Ok(state), Ok(tid)) if tid != 0 => iowait::on_sleep(PROBE, prev, tid, state, now),
         (Ok(_), Ok(_)) => {}
         _ => count_loss(PROBE, Loss::ReadError),
@@ -119,7 +119,11 @@ fn finish_wait(next: Task, now: u64) -> Result<(), i32> {
         let (enqueued_at, throttled) = throttle::decode_stamp(stamp);
         let wait = now.saturating_sub(enqueued_at);
         if throttled {
-            throttle::record(ProbeId::SchedSwitch, cgroup, wait);
+            let throttled_ns = throttle::throttled_part(tid, wait);
+            throttle::record(ProbeId::SchedSwitch, cgroup, throttled_ns);
+            if wait > throttled_ns {
+                record_wait(cgroup, wait - throttled_ns);
+            }
         } else {
             record_wait(cgroup, wait);
         }

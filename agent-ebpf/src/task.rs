@@ -28,6 +28,8 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     request_queue_disk: 0,
     gendisk_major: 0,
     gendisk_first_minor: 0,
+    cfs_rq_throttled_clock_self_time: 0,
+    _padding_end: 0,
 };
 
 #[inline(always)]
@@ -102,10 +104,16 @@ impl Task {
         match offsets.throttle_source {
             THROTTLE_SOURCE_TASK_FLAG => Ok(self.read::<u8>(offsets.task_throttled)? != 0),
             THROTTLE_SOURCE_CFS_RQ => {
-                let cfs_rq: *const u8 = self.read(offsets.task_se_cfs_rq)?;
+                let cfs_rq = self.cfs_rq()?;
                 Ok(read_kernel::<i32>(cfs_rq, offsets.cfs_rq_throttle_count)? > 0)
             }
             _ => Ok(false),
         }
+    }
+
+    /// The task's own CFS run queue (`task->se.cfs_rq`).
+    #[inline(always)]
+    pub fn cfs_rq(self) -> Result<*const u8, i32> {
+        self.read(offsets().task_se_cfs_rq)
     }
 }

@@ -18,7 +18,7 @@ use agent_common::{
     kernel::KERNEL_OFFSETS_SYMBOL,
     probe::{PROBE_STATS_MAP, ProbeStats},
     runqueue::{RUNQ_ENQUEUED_MAP, RUNQ_LATENCY_MAP},
-    throttle::THROTTLE_DELAY_MAP,
+    throttle::{THROTTLE_DELAY_MAP, THROTTLE_STARTED_MAP},
 };
 use anyhow::{Context as _, bail};
 use aya::{
@@ -105,6 +105,7 @@ impl Probes {
             .map_max_entries(THROTTLE_DELAY_MAP, sizes.max_cgroups)
             .map_max_entries(IOWAIT_TOTAL_MAP, sizes.max_cgroups)
             .map_max_entries(IOWAIT_STARTED_MAP, iowait_slots)
+            .map_max_entries(THROTTLE_STARTED_MAP, iowait_slots)
             // One entry per cgroup and disk it uses; a cgroup rarely uses
             // more than a few disks.
             .map_max_entries(BLOCK_LATENCY_MAP, sizes.max_cgroups.saturating_mul(4))

@@ -50,11 +50,6 @@ pub fn kernel_offsets(btf: &KernelBtf) -> anyhow::Result<FoundOffsets> {
 /// Chooses how the probes see throttling: the per-task flag of Linux 6.18
 /// and later, else the throttle count of the task's CFS run queue.
 fn set_throttle_offsets(btf: &KernelBtf, offsets: &mut KernelOffsets) {
-    if let Ok(flag) = btf.member_offset("task_struct", "throttled") {
-        offsets.throttle_source = THROTTLE_SOURCE_TASK_FLAG;
-        offsets.task_throttled = flag.byte_offset;
-        return;
-    }
     // sched_entity.cfs_rq exists with CONFIG_FAIR_GROUP_SCHED and
     // cfs_rq.throttle_count with CONFIG_CFS_BANDWIDTH.
     let found = (|| -> Result<(u32, u32), BtfError> {
@@ -63,13 +58,19 @@ fn set_throttle_offsets(btf: &KernelBtf, offsets: &mut KernelOffsets) {
         let count = btf.member_offset("cfs_rq", "throttle_count")?.byte_offset;
         Ok((se + cfs_rq, count))
     })();
-    match found {
-        Ok((task_se_cfs_rq, throttle_count)) => {
-            offsets.throttle_source = THROTTLE_SOURCE_CFS_RQ;
-            offsets.task_se_cfs_rq = task_se_cfs_rq;
-            offsets.cfs_rq_throttle_count = throttle_count;
-        }
-        Err(_) => offsets.throttle_source = THROTTLE_SOURCE_NONE,
+    let Ok((task_se_cfs_rq, throttle_count)) = found else {
+        offsets.throttle_source = THROTTLE_SOURCE_NONE;
+        return;
+    };
+    offsets.task_se_cfs_rq = task_se_cfs_rq;
+    offsets.cfs_rq_throttle_count = throttle_count;
+    offsets.throttle_source = THROTTLE_SOURCE_CFS_RQ;
+    if let Ok(self_time) = btf.member_offset("cfs_rq", "throttled_clock_self_time") {
+        offsets.cfs_rq_throttled_clock_self_time = self_time.byte_offset;
+    }
+    if let Ok(flag) = btf.member_offset("task_struct", "throttled") {
+        offsets.throttle_source = THROTTLE_SOURCE_TASK_FLAG;
+        offsets.task_throttled = flag.byte_offset;
     }
 }
 
@@ -110,6 +111,7 @@ mod tests {
         assert!(found.offsets.task_in_iowait_bit < 8);
         assert_ne!(found.offsets.task_in_iowait_byte, 0);
         assert_ne!(found.offsets.throttle_source, THROTTLE_SOURCE_NONE);
+        assert_ne!(found.offsets.task_se_cfs_rq, 0);
         assert_eq!(found.block_unavailable, None);
     }
 }
