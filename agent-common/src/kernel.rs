@@ -35,12 +35,12 @@ pub struct KernelOffsets {
     pub kernfs_node_id: u32,
     /// Explicit padding so the size is a multiple of 8 on every target.
     pub _padding: u32,
-    /// Byte of `task_struct` that holds the `in_iowait` bitfield.
+    /// Byte of `task_struct` that contains the `in_iowait` bitfield.
     pub task_in_iowait_byte: u32,
     /// Bit of `in_iowait` within that byte (0 is the least significant).
     pub task_in_iowait_bit: u32,
-    /// How the probes tell that a task is held back by CFS bandwidth
-    /// throttling: one of the `THROTTLE_SOURCE_*` values.
+    /// Source the probes read to detect that CFS bandwidth throttling holds
+    /// a task back: one of the `THROTTLE_SOURCE_*` values.
     pub throttle_source: u32,
     /// `task_struct.throttled` (a `bool`, Linux 6.18 and later), read when
     /// `throttle_source` is [`THROTTLE_SOURCE_TASK_FLAG`].

@@ -11,7 +11,7 @@ pub const THROTTLE_DELAY_MAP: &str = "THROTTLE_DELAY";
 pub const THROTTLE_STARTED_MAP: &str = "THROTTLE_STARTED";
 
 /// A throttled task's CFS run queue and its throttled time when the task
-/// was switched out, so the throttled part of its wait can be told from
+/// was switched out, which separate the throttled part of its wait from
 /// the run-queue wait after the unthrottle.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

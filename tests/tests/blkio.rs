@@ -93,6 +93,27 @@ fn iowait_matches_delay_accounting() {
 }
 
 #[test]
+fn classify_shows_iowait() {
+    require_root();
+    let device = LoopDevice::new(64);
+    let writer = TestCgroup::with_blkio_controller("writer");
+    writer.set_write_bps(&device.device, WRITE_BPS);
+    let writer_load = dd(&writer, &device, &["bs=64k", "count=100000", "oflag=direct"]);
+    thread::sleep(Duration::from_millis(500));
+
+    let output = Command::new(integration_tests::binary("agent"))
+        .args(["classify", "--pid", &writer_load.pid().to_string(), "--duration", "3s", "--output", "json"])
+        .output()
+        .expect("running agent classify");
+
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("classify JSON");
+    let iowait = &report["blkio_wait"];
+    eprintln!("{iowait}");
+    assert!(iowait["wait_seconds"].as_f64().unwrap_or(0.0) > 2.0, "{iowait}");
+    assert!(iowait["share_of_busy_time"].as_f64().unwrap_or(0.0) > 0.9, "{iowait}");
+}
+
+#[test]
 fn flushed_writes_count_for_their_cgroup() {
     require_root();
     let device = LoopDevice::new(256);

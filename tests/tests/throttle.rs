@@ -17,6 +17,7 @@ const THROTTLE_DELAY: &str = "chokepoint_cpu_throttle_delay_seconds_total";
 const THROTTLED_RATIO: &str = "chokepoint_cpu_throttled_ratio";
 const CPU_USAGE: &str = "chokepoint_cpu_usage_seconds_total";
 const LIMIT: &str = "chokepoint_cpu_limit_cores";
+const PERIOD: &str = "chokepoint_cpu_cfs_period_seconds";
 const MEASURE: Duration = Duration::from_secs(8);
 /// Longer than a CFS period and a few agent ticks (100 ms).
 const SETTLE: Duration = Duration::from_millis(600);
@@ -124,6 +125,8 @@ fn throttling_matches_cpu_stat() {
     assert!(ratio > 0.8, "throttled ratio {ratio}");
     let limit = agent_value(&ratio_scrape, LIMIT, &limited);
     assert!((limit - 0.2).abs() < 1e-9, "limit {limit} cores");
+    let period = agent_value(&ratio_scrape, PERIOD, &limited);
+    assert!((period - 0.1).abs() < 1e-9, "period {period} s");
     // Each busy thread waits out every throttled stretch of its own CPU's
     // run queue, so the delay summed over tasks tracks the throttled time
     // summed over CPUs. The kernel starts a run queue's throttled time
