@@ -15,6 +15,7 @@ const THROTTLED_PERIODS: &str = "chokepoint_cpu_cfs_throttled_periods_total";
 const THROTTLED_SECONDS: &str = "chokepoint_cpu_cfs_throttled_seconds_total";
 const THROTTLE_DELAY: &str = "chokepoint_cpu_throttle_delay_seconds_total";
 const THROTTLED_RATIO: &str = "chokepoint_cpu_throttled_ratio";
+const RUNQUEUE_WAIT: &str = "chokepoint_runqueue_wait_seconds_total";
 const CPU_USAGE: &str = "chokepoint_cpu_usage_seconds_total";
 const LIMIT: &str = "chokepoint_cpu_limit_cores";
 const PERIOD: &str = "chokepoint_cpu_cfs_period_seconds";
@@ -72,19 +73,32 @@ fn agent_value(scrape: &Scrape, name: &str, cgroup: &TestCgroup) -> f64 {
     scrape.value(name, &[("cgroup", &cgroup.relative)]).unwrap_or(0.0)
 }
 
-/// Counters and throttle delay of `cgroup` on both sides, read while its
-/// workload is stopped.
-fn frozen_reading(agent: &Agent, cgroup: &TestCgroup, workload: &Workload) -> (Counters, Counters, f64, f64) {
+/// One reading of both sides, taken while the workload is stopped.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    agent: Counters,
+    kernel: Counters,
+    throttle_delay: f64,
+    cpu_usage: f64,
+    runqueue_wait: f64,
+    /// Run-queue wait of the workload's threads from schedstat.
+    run_delay: f64,
+}
+
+/// Reads counters, throttle delay, CPU usage and run-queue waits of
+/// `cgroup` on both sides while its workload is stopped.
+fn frozen_reading(agent: &Agent, cgroup: &TestCgroup, workload: &Workload) -> Reading {
     signal(workload, libc::SIGSTOP);
     thread::sleep(SETTLE);
     let scrape = agent.scrape();
-    let kernel_counters = Counters::from_kernel(cgroup);
-    let reading = (
-        Counters::from_agent(&scrape, cgroup),
-        kernel_counters,
-        agent_value(&scrape, THROTTLE_DELAY, cgroup),
-        agent_value(&scrape, CPU_USAGE, cgroup),
-    );
+    let reading = Reading {
+        agent: Counters::from_agent(&scrape, cgroup),
+        kernel: Counters::from_kernel(cgroup),
+        throttle_delay: agent_value(&scrape, THROTTLE_DELAY, cgroup),
+        cpu_usage: agent_value(&scrape, CPU_USAGE, cgroup),
+        runqueue_wait: agent_value(&scrape, RUNQUEUE_WAIT, cgroup),
+        run_delay: kernel::run_delay_ns(workload.pid()) as f64 / 1e9,
+    };
     signal(workload, libc::SIGCONT);
     reading
 }
@@ -100,21 +114,23 @@ fn throttling_matches_cpu_stat() {
     let agent = Agent::start(&[]);
     thread::sleep(Duration::from_secs(1));
 
-    let (agent_start, kernel_start, delay_start, _) = frozen_reading(&agent, &limited, &limited_load);
+    let start = frozen_reading(&agent, &limited, &limited_load);
     let unlimited_start = Counters::from_agent(&agent.scrape(), &unlimited);
     thread::sleep(MEASURE);
     let ratio_scrape = agent.scrape();
-    let (agent_end, kernel_end, delay_end, _) = frozen_reading(&agent, &limited, &limited_load);
+    let end = frozen_reading(&agent, &limited, &limited_load);
     let unlimited_scrape = agent.scrape();
 
-    let agent_delta = agent_end.since(&agent_start);
-    let kernel_delta = kernel_end.since(&kernel_start);
-    let delay = delay_end - delay_start;
+    let agent_delta = end.agent.since(&start.agent);
+    let kernel_delta = end.kernel.since(&start.kernel);
+    let delay = end.throttle_delay - start.throttle_delay;
+    let runqueue = end.runqueue_wait - start.runqueue_wait;
+    let run_delay = end.run_delay - start.run_delay;
     let ratio = agent_value(&ratio_scrape, THROTTLED_RATIO, &limited);
     let unlimited_delta = Counters::from_agent(&unlimited_scrape, &unlimited).since(&unlimited_start);
     eprintln!(
-        "limited: agent {agent_delta:?}, cpu.stat {kernel_delta:?}, throttle delay {delay:.3} s, ratio {ratio:.3}; \
-         unlimited: {unlimited_delta:?}"
+        "limited: agent {agent_delta:?}, cpu.stat {kernel_delta:?}, throttle delay {delay:.3} s, ratio {ratio:.3}, \
+         run-queue wait {runqueue:.3} s, schedstat run delay {run_delay:.3} s; unlimited: {unlimited_delta:?}"
     );
 
     assert!(kernel_delta.throttled_periods > 40.0, "too little throttling: {kernel_delta:?}");
@@ -134,6 +150,10 @@ fn throttling_matches_cpu_stat() {
     // can be later when the task was in the kernel, hence the tolerance.
     let delay_error = kernel::relative_error(delay, kernel_delta.throttled_seconds);
     assert!(delay_error < 0.15, "throttle delay off by {:.1}% from cpu.stat throttled time", delay_error * 100.0);
+    // schedstat's run delay on Linux 6.18 covers both the throttled wait
+    // and the run-queue wait, which the agent keeps apart.
+    let split_error = kernel::relative_error(delay + runqueue, run_delay);
+    assert!(split_error < 0.10, "throttle delay plus run-queue wait off by {:.1}% from schedstat", split_error * 100.0);
     assert_eq!(unlimited_delta.throttled_periods, 0.0);
     assert_eq!(agent_value(&unlimited_scrape, THROTTLE_DELAY, &unlimited), 0.0);
     assert_eq!(unlimited_scrape.value(LIMIT, &[("cgroup", &unlimited.relative)]), None);
@@ -149,16 +169,16 @@ fn bursty_group_shows_throttling() {
     let agent = Agent::start(&[]);
     thread::sleep(Duration::from_secs(1));
 
-    let (agent_start, kernel_start, delay_start, usage_start) = frozen_reading(&agent, &bursty, &load);
+    let start = frozen_reading(&agent, &bursty, &load);
     thread::sleep(MEASURE);
     let ratio_scrape = agent.scrape();
-    let (agent_end, kernel_end, delay_end, usage_end) = frozen_reading(&agent, &bursty, &load);
+    let end = frozen_reading(&agent, &bursty, &load);
 
-    let agent_delta = agent_end.since(&agent_start);
-    let kernel_delta = kernel_end.since(&kernel_start);
-    let delay = delay_end - delay_start;
+    let agent_delta = end.agent.since(&start.agent);
+    let kernel_delta = end.kernel.since(&start.kernel);
+    let delay = end.throttle_delay - start.throttle_delay;
     // The measured span includes one settle pause in which it was stopped.
-    let cores = (usage_end - usage_start) / (MEASURE + SETTLE).as_secs_f64();
+    let cores = (end.cpu_usage - start.cpu_usage) / (MEASURE + SETTLE).as_secs_f64();
     let ratio = agent_value(&ratio_scrape, THROTTLED_RATIO, &bursty);
     let wall_clock_periods = (MEASURE + SETTLE).as_secs_f64() / 0.1;
     eprintln!(

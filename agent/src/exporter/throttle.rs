@@ -19,8 +19,11 @@ use prometheus_client::{
 use super::group_labels;
 use crate::engine::GroupReport;
 
+/// A counter family: name, help, unit and how to read it from a group.
+type CounterSpec = (&'static str, &'static str, Option<&'static Unit>, fn(&GroupReport) -> Option<f64>);
+
 pub fn encode(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
-    let counters: [(&str, &str, Option<&Unit>, fn(&GroupReport) -> Option<f64>); 3] = [
+    let counters: [CounterSpec; 3] = [
         (
             "cpu_cfs_periods",
             "CFS enforcement periods in which the cgroup had runnable tasks (cpu.stat nr_periods); periods in which it did not run are not counted.",
