@@ -20,7 +20,7 @@ pub const CGROUP_HIERARCHY_V1_CPU: u32 = 1;
 /// cgroup hierarchy identifies a task.
 ///
 /// Written once by the agent at load time; read by the probes. All fields
-/// are u32, so the struct has no padding.
+/// are u32, so the struct has no padding; new fields go at the end.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
@@ -46,7 +46,57 @@ pub struct KernelOffsets {
     pub css_set_subsys_cpu: u32,
     /// `cgroup_subsys_state.cgroup`.
     pub css_cgroup: u32,
+    /// Byte of `task_struct` that contains the `in_iowait` bitfield.
+    pub task_in_iowait_byte: u32,
+    /// Bit of `in_iowait` within that byte (0 is the least significant).
+    pub task_in_iowait_bit: u32,
+    /// Source the probes read to detect that CFS bandwidth throttling holds
+    /// a task back: one of the `THROTTLE_SOURCE_*` values.
+    pub throttle_source: u32,
+    /// `task_struct.throttled` (a `bool`, Linux 6.18 and later), read when
+    /// `throttle_source` is [`THROTTLE_SOURCE_TASK_FLAG`].
+    pub task_throttled: u32,
+    /// `task_struct.se` plus `sched_entity.cfs_rq`: the task's own CFS run
+    /// queue (a `struct cfs_rq *`), read when `throttle_source` is
+    /// [`THROTTLE_SOURCE_CFS_RQ`].
+    pub task_se_cfs_rq: u32,
+    /// `cfs_rq.throttle_count` (an `int`): non-zero while the run queue or
+    /// one of its ancestors is throttled.
+    pub cfs_rq_throttle_count: u32,
+    /// `request.q` (a `struct request_queue *`).
+    pub request_q: u32,
+    /// `request.bio` (a `struct bio *`, the first bio of the request).
+    pub request_bio: u32,
+    /// `bio.bi_blkg` (a `struct blkcg_gq *`, the blkcg that owns the I/O).
+    pub bio_bi_blkg: u32,
+    /// `blkcg_gq.blkcg` (a `struct blkcg *`).
+    pub blkcg_gq_blkcg: u32,
+    /// `blkcg.css` plus `cgroup_subsys_state.cgroup`: the blkcg's cgroup
+    /// (a `struct cgroup *`).
+    pub blkcg_css_cgroup: u32,
+    /// `request_queue.disk` (a `struct gendisk *`, Linux 5.15 and later).
+    /// Zero when the kernel lacks it; then the block probes are not loaded.
+    pub request_queue_disk: u32,
+    /// `gendisk.major` (an `int`).
+    pub gendisk_major: u32,
+    /// `gendisk.first_minor` (an `int`).
+    pub gendisk_first_minor: u32,
+    /// `cfs_rq.throttled_clock_self_time` (a `u64`, Linux 6.8 and later):
+    /// nanoseconds the run queue spent throttled, added at each unthrottle.
+    /// Zero when the kernel lacks it; then a throttled task's whole wait
+    /// counts as throttle delay.
+    pub cfs_rq_throttled_clock_self_time: u32,
 }
+
+/// The kernel offers no way to see throttling; no wait counts as throttled.
+pub const THROTTLE_SOURCE_NONE: u32 = 0;
+/// Linux 6.18 and later throttle task by task: a throttled task is taken
+/// off the run queue when it returns to user space and `task_struct.throttled`
+/// is set until its group is unthrottled.
+pub const THROTTLE_SOURCE_TASK_FLAG: u32 = 1;
+/// Older kernels throttle the whole group run queue: a task switched out
+/// while its `cfs_rq.throttle_count` is non-zero waits for the unthrottle.
+pub const THROTTLE_SOURCE_CFS_RQ: u32 = 2;
 
 #[cfg(feature = "user")]
 // SAFETY: KernelOffsets is repr(C) and made only of u32 fields, so it has

@@ -5,7 +5,11 @@
 //! from the maps. Integers stand in for `bool` for the same reason.
 #![no_std]
 
+pub mod block;
 pub mod histogram;
+pub mod iowait;
 pub mod kernel;
 pub mod probe;
 pub mod runqueue;
+pub mod throttle;
+pub mod wait_total;

@@ -10,6 +10,8 @@ pub enum ProbeId {
     SchedSwitch = 0,
     SchedWakeup = 1,
     SchedWakeupNew = 2,
+    BlockRqIssue = 3,
+    BlockRqComplete = 4,
 }
 
 /// Size of [`PROBE_STATS_MAP`]: one more than the largest [`ProbeId`]

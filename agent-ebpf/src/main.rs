@@ -10,11 +10,19 @@
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
 #[cfg(target_arch = "bpf")]
+mod block;
+#[cfg(target_arch = "bpf")]
+mod iowait;
+#[cfg(target_arch = "bpf")]
 mod runqueue;
 #[cfg(target_arch = "bpf")]
 mod stats;
 #[cfg(target_arch = "bpf")]
 mod task;
+#[cfg(target_arch = "bpf")]
+mod throttle;
+#[cfg(target_arch = "bpf")]
+mod totals;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -17,8 +17,10 @@ use aya_ebpf::{
 };
 
 use crate::{
+    iowait,
     stats::{Loss, count_event, count_loss},
     task::{Task, current_cgroup_id},
+    throttle,
 };
 
 /// Default sizes; the agent overrides both from its configuration.
@@ -53,7 +55,8 @@ fn on_wakeup(ctx: &RawTracePointContext, probe: ProbeId) -> i32 {
     count_event(probe);
     let task = Task(ctx.arg::<*const u8>(0));
     match task.tid() {
-        Ok(tid) => mark_enqueued(probe, tid, unsafe { bpf_ktime_get_ns() }),
+        // SAFETY: a helper call without arguments or side effects.
+        Ok(tid) => mark_enqueued(probe, tid, throttle::enqueued_stamp(unsafe { bpf_ktime_get_ns() }, false)),
         Err(_) => count_loss(probe, Loss::ReadError),
     }
     0
@@ -63,7 +66,9 @@ fn on_wakeup(ctx: &RawTracePointContext, probe: ProbeId) -> i32 {
 /// struct task_struct *next, unsigned int prev_state)`.
 ///
 /// Only the first three arguments are used, so this also works on kernels
-/// before 5.18, which did not pass `prev_state`.
+/// before 5.18, which did not pass `prev_state`. Besides run-queue waits it
+/// measures throttle delay (`throttle`) and I/O wait (`iowait`), so the
+/// hook runs one program and reads each task once.
 #[raw_tracepoint(tracepoint = "sched_switch")]
 pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     const PROBE: ProbeId = ProbeId::SchedSwitch;
@@ -73,8 +78,9 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     let prev = Task(ctx.arg::<*const u8>(1));
     let next = Task(ctx.arg::<*const u8>(2));
 
-    match (prev.is_running(), prev.tid()) {
-        (Ok(true), Ok(tid)) if tid != 0 => mark_enqueued(PROBE, tid, now),
+    match (prev.state(), prev.tid()) {
+        (Ok(0), Ok(tid)) if tid != 0 => mark_enqueued(PROBE, tid, throttle::preempted_stamp(PROBE, prev, tid, now)),
+        (Ok(state), Ok(tid)) if tid != 0 => iowait::on_sleep(PROBE, prev, tid, state, now),
         (Ok(_), Ok(_)) => {}
         _ => count_loss(PROBE, Loss::ReadError),
     }
@@ -86,13 +92,14 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
 }
 
 #[inline(always)]
-fn mark_enqueued(probe: ProbeId, tid: u32, now: u64) {
-    if RUNQ_ENQUEUED.insert(tid, now, 0).is_err() {
+fn mark_enqueued(probe: ProbeId, tid: u32, stamp: u64) {
+    if RUNQ_ENQUEUED.insert(tid, stamp, 0).is_err() {
         count_loss(probe, Loss::MapFull);
     }
 }
 
-/// Ends the wait of `next`, if one was recorded, and counts it.
+/// Ends the waits of `next` that were recorded (run queue or throttle,
+/// and I/O) and counts them.
 #[inline(always)]
 fn finish_wait(next: Task, now: u64) -> Result<(), i32> {
     let tid = next.tid()?;
@@ -100,17 +107,38 @@ fn finish_wait(next: Task, now: u64) -> Result<(), i32> {
         return Ok(()); // the idle task never waits
     }
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(&enqueued) = (unsafe { RUNQ_ENQUEUED.get(tid) }) else {
+    let enqueued = unsafe { RUNQ_ENQUEUED.get(tid) }.copied();
+    if enqueued.is_some() {
+        let _ = RUNQ_ENQUEUED.remove(tid);
+    }
+    let iowait_started = iowait::take_started(tid);
+    if enqueued.is_none() && iowait_started.is_none() {
         return Ok(());
-    };
-    let _ = RUNQ_ENQUEUED.remove(tid);
-    let wait = now.saturating_sub(enqueued);
+    }
     let cgroup = next.cgroup_id()?;
-    record_wait(cgroup, wait);
-    // sched_switch runs before the context switch, so the current task is
-    // `prev`: the task that held this CPU until `next` got it.
-    let runner = current_cgroup_id()?;
-    record_neighbour(NeighbourKey { waiter: cgroup, runner }, wait);
+    if let Some(stamp) = enqueued {
+        let (enqueued_at, throttled) = throttle::decode_stamp(stamp);
+        let wait = now.saturating_sub(enqueued_at);
+        let queued = if throttled {
+            let throttled_ns = throttle::throttled_part(tid, wait);
+            throttle::record(ProbeId::SchedSwitch, cgroup, throttled_ns);
+            wait.saturating_sub(throttled_ns)
+        } else {
+            wait
+        };
+        if queued > 0 || !throttled {
+            record_wait(cgroup, queued);
+            // sched_switch runs before the context switch, so the current
+            // task is `prev`: the task that held this CPU until `next` got
+            // it. Time held back by throttling is nobody's doing but the
+            // group's own quota, so only the queued part counts here.
+            let runner = current_cgroup_id()?;
+            record_neighbour(NeighbourKey { waiter: cgroup, runner }, queued);
+        }
+    }
+    if let Some(started) = iowait_started {
+        iowait::record(ProbeId::SchedSwitch, cgroup, now.saturating_sub(started));
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Reads of `task_struct` fields at offsets the agent found in BTF.
 
-use agent_common::kernel::{CGROUP_HIERARCHY_V1_CPU, KernelOffsets};
+use agent_common::kernel::{CGROUP_HIERARCHY_V1_CPU, KernelOffsets, THROTTLE_SOURCE_CFS_RQ, THROTTLE_SOURCE_TASK_FLAG};
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_probe_read_kernel};
 
 /// Offsets written by the agent before load (`EbpfLoader::override_global`).
@@ -16,10 +16,25 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     cgroup_hierarchy: 0,
     css_set_subsys_cpu: 0,
     css_cgroup: 0,
+    task_in_iowait_byte: 0,
+    task_in_iowait_bit: 0,
+    throttle_source: 0,
+    task_throttled: 0,
+    task_se_cfs_rq: 0,
+    cfs_rq_throttle_count: 0,
+    request_q: 0,
+    request_bio: 0,
+    bio_bi_blkg: 0,
+    blkcg_gq_blkcg: 0,
+    blkcg_css_cgroup: 0,
+    request_queue_disk: 0,
+    gendisk_major: 0,
+    gendisk_first_minor: 0,
+    cfs_rq_throttled_clock_self_time: 0,
 };
 
 #[inline(always)]
-fn offsets() -> KernelOffsets {
+pub fn offsets() -> KernelOffsets {
     // SAFETY: a volatile read keeps the compiler from folding the
     // initializer above into the code; the loader rewrites the value.
     unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
@@ -29,12 +44,18 @@ fn offsets() -> KernelOffsets {
 #[derive(Clone, Copy)]
 pub struct Task(pub *const u8);
 
+/// Reads a `T` at `offset` bytes from the kernel address `base`.
+#[inline(always)]
+pub fn read_kernel<T>(base: *const u8, offset: u32) -> Result<T, i32> {
+    // SAFETY: bpf_probe_read_kernel checks the address and returns an
+    // error instead of faulting.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>()) }
+}
+
 impl Task {
     #[inline(always)]
     fn read<T>(self, offset: u32) -> Result<T, i32> {
-        // SAFETY: bpf_probe_read_kernel checks the address and returns an
-        // error instead of faulting.
-        unsafe { bpf_probe_read_kernel(self.0.wrapping_add(offset as usize).cast::<T>()) }
+        read_kernel(self.0, offset)
     }
 
     /// Thread id (`task_struct.pid`).
@@ -43,15 +64,15 @@ impl Task {
         self.read::<u32>(offsets().task_pid)
     }
 
-    /// Whether the task is `TASK_RUNNING` (state 0), meaning that when it is
-    /// switched out it goes back to the run queue instead of sleeping.
+    /// Reads the task's state bits. `TASK_RUNNING` is 0: a task switched
+    /// out in that state goes back to the run queue instead of sleeping.
     #[inline(always)]
-    pub fn is_running(self) -> Result<bool, i32> {
+    pub fn state(self) -> Result<u32, i32> {
         let offsets = offsets();
         // Only the low 32 bits carry the state on both layouts: the u32
         // `__state` and, on little-endian, the older `long state`.
         let _ = offsets.task_state_size;
-        Ok(self.read::<u32>(offsets.task_state)? == 0)
+        self.read::<u32>(offsets.task_state)
     }
 
     /// Id of the task's cgroup in the hierarchy that identifies tasks:
@@ -70,6 +91,37 @@ impl Task {
         };
         let kernfs_node: *const u8 = Task(cgroup).read(offsets.cgroup_kn)?;
         Task(kernfs_node).read::<u64>(offsets.kernfs_node_id)
+    }
+
+    /// Whether the task sleeps in I/O wait (`in_iowait`, set by
+    /// `io_schedule_prepare()` and cleared by `io_schedule_finish()`).
+    #[inline(always)]
+    pub fn in_iowait(self) -> Result<bool, i32> {
+        let offsets = offsets();
+        let byte = self.read::<u8>(offsets.task_in_iowait_byte)?;
+        Ok((byte >> (offsets.task_in_iowait_bit & 7)) & 1 == 1)
+    }
+
+    /// Whether the task is held back by CFS bandwidth throttling of its
+    /// group, read the way the running kernel allows (see
+    /// `KernelOffsets::throttle_source`).
+    #[inline(always)]
+    pub fn is_throttled(self) -> Result<bool, i32> {
+        let offsets = offsets();
+        match offsets.throttle_source {
+            THROTTLE_SOURCE_TASK_FLAG => Ok(self.read::<u8>(offsets.task_throttled)? != 0),
+            THROTTLE_SOURCE_CFS_RQ => {
+                let cfs_rq = self.cfs_rq()?;
+                Ok(read_kernel::<i32>(cfs_rq, offsets.cfs_rq_throttle_count)? > 0)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The task's own CFS run queue (`task->se.cfs_rq`).
+    #[inline(always)]
+    pub fn cfs_rq(self) -> Result<*const u8, i32> {
+        self.read(offsets().task_se_cfs_rq)
     }
 }
 

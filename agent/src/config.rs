@@ -31,7 +31,8 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 2048, env = "CHOKEPOINT_MAX_CGROUPS")]
     pub max_cgroups: u32,
 
-    /// Threads that can be runnable but not yet running at once, node-wide.
+    /// Threads that can be runnable but not yet running (or in I/O wait)
+    /// at once, node-wide.
     #[arg(long, default_value_t = 65_536, env = "CHOKEPOINT_MAX_THREADS")]
     pub max_threads: u32,
 
@@ -55,6 +56,11 @@ pub struct EngineArgs {
     /// /sys/kernel/btf/vmlinux (e.g. a file from BTFHub for that kernel).
     #[arg(long, value_name = "FILE", env = "CHOKEPOINT_BTF")]
     pub btf: Option<std::path::PathBuf>,
+
+    /// Block requests that can be in flight at once, node-wide; requests
+    /// beyond it are counted as lost.
+    #[arg(long, default_value_t = 16_384, env = "CHOKEPOINT_MAX_BLOCK_REQUESTS")]
+    pub max_block_requests: u32,
 
     /// Share of a group's runnable time spent waiting for a CPU (0 to 1)
     /// above which CPU is its bottleneck.
@@ -100,6 +106,7 @@ impl EngineArgs {
             map_sizes: MapSizes {
                 max_cgroups: self.max_cgroups,
                 max_threads: self.max_threads,
+                max_block_requests: self.max_block_requests,
             },
             btf: self.btf.clone(),
             hierarchy: self.cgroup_hierarchy,

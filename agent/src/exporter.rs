@@ -4,6 +4,9 @@
 //! The exporter keeps no metric state of its own: each scrape encodes the
 //! snapshot as it is, so series of removed cgroups disappear with them.
 
+mod block_io;
+mod throttle;
+
 use std::{borrow::Cow, fmt::Error as FmtError};
 
 use agent_common::histogram::{LatencyHistogram, SLOTS, slot_upper_bound_ns};
@@ -161,6 +164,8 @@ fn encode_groups(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: 
             }
         }
     }
+    throttle::encode(encoder, groups, node)?;
+    block_io::encode(encoder, groups, node)?;
     encode_classes(encoder, groups, node)
 }
 

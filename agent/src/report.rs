@@ -2,6 +2,8 @@
 //! numbers, then what usually fixes it. Text for people, JSON with the
 //! same content for tools.
 
+mod cpu_io;
+
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -58,6 +60,8 @@ pub struct ClassifyReport {
     pub runqueue: RunQueueEvidence,
     /// Groups whose tasks held the CPU while this group's tasks waited.
     pub neighbours: Vec<Neighbour>,
+    pub cpu_throttling: cpu_io::ThrottleReport,
+    pub blkio_wait: cpu_io::IoWaitReport,
     pub verdict: Verdict,
     /// One sentence naming the primary bottleneck.
     pub summary: String,
@@ -79,7 +83,12 @@ impl ClassifyReport {
                 container: identity.container.clone(),
                 pod_uid: identity.pod_uid.clone(),
                 qos_class: identity.qos.as_str(),
-                container_id: identity.container_id.clone(),
+                // The form Kubernetes uses in a pod's status, when the
+                // runtime is known: `containerd://<id>`.
+                container_id: identity.container_id.as_ref().map(|id| match identity.runtime {
+                    Some(runtime) => format!("{}://{id}", runtime.scheme()),
+                    None => id.clone(),
+                }),
             }),
             cgroup_id: group.id,
             window_seconds: evidence.window_seconds,
@@ -95,6 +104,8 @@ impl ClassifyReport {
                 average_waiting_tasks: evidence.average_waiting_tasks(),
             },
             neighbours: group.neighbours.clone(),
+            cpu_throttling: cpu_io::ThrottleReport::new(&evidence),
+            blkio_wait: cpu_io::IoWaitReport::new(&evidence),
             summary: summary(verdict.primary, &evidence),
             advice: advice(verdict.primary).iter().map(|line| (*line).to_owned()).collect(),
             verdict,
@@ -158,6 +169,8 @@ impl ClassifyReport {
                 neighbour.wait_seconds
             );
         }
+        self.cpu_throttling.write_text(&mut text);
+        self.blkio_wait.write_text(&mut text);
         for finding in self.verdict.findings.iter().skip(1) {
             let _ = writeln!(text, "  also holds      {} ({:.0}% of runnable time)", finding.class, finding.cost_share * 100.0);
         }

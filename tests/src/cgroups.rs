@@ -39,27 +39,49 @@ pub fn hierarchy_roots() -> (PathBuf, Option<PathBuf>) {
     (v2.expect("no cgroup v2 hierarchy mounted"), v1_cpu)
 }
 
+/// Root of the v1 `blkio` hierarchy, on hybrid hosts.
+pub fn v1_blkio_root() -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("reading mountinfo");
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let mount_point = before.split(' ').nth(4)?;
+        let mut after = after.split(' ');
+        let fs_type = after.next()?;
+        let options = after.nth(1)?;
+        (fs_type == "cgroup" && options.split(',').any(|option| option == "blkio")).then(|| PathBuf::from(mount_point))
+    })
+}
+
 pub struct TestCgroup {
     /// Path relative to the v2 root, as the agent labels it.
     pub relative: String,
     pub v2_dir: PathBuf,
     pub v1_cpu_dir: Option<PathBuf>,
+    /// The v1 `blkio` cgroup of the same name, on hybrid hosts, when made
+    /// with [`TestCgroup::with_blkio_controller`].
+    pub v1_blkio_dir: Option<PathBuf>,
 }
 
 impl TestCgroup {
     /// Makes `chokepoint-test-<pid>-<n>-<name>` at the top of the v2
     /// hierarchy.
     pub fn new(name: &str) -> Self {
-        Self::create(name, false)
+        Self::create(name, false, false)
     }
 
     /// Like [`TestCgroup::new`], plus a v1 `cpu` cgroup of the same name on
     /// hybrid hosts, so a CFS quota can be set.
     pub fn with_cpu_controller(name: &str) -> Self {
-        Self::create(name, true)
+        Self::create(name, true, false)
     }
 
-    fn create(name: &str, cpu_controller: bool) -> Self {
+    /// Like [`TestCgroup::new`], plus a v1 `blkio` cgroup of the same name
+    /// on hybrid hosts, so block I/O limits can be set.
+    pub fn with_blkio_controller(name: &str) -> Self {
+        Self::create(name, false, true)
+    }
+
+    fn create(name: &str, cpu_controller: bool, blkio_controller: bool) -> Self {
         let (v2_root, v1_cpu_root) = hierarchy_roots();
         let unique = format!(
             "chokepoint-test-{}-{}-{name}",
@@ -72,10 +94,15 @@ impl TestCgroup {
         if let Some(dir) = &v1_cpu_dir {
             fs::create_dir(dir).unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
         }
+        let v1_blkio_dir = v1_blkio_root().filter(|_| blkio_controller).map(|root| root.join(&unique));
+        if let Some(dir) = &v1_blkio_dir {
+            fs::create_dir(dir).unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
+        }
         Self {
             relative: format!("/{unique}"),
             v2_dir,
             v1_cpu_dir,
+            v1_blkio_dir,
         }
     }
 
@@ -91,6 +118,18 @@ impl TestCgroup {
         }
     }
 
+    /// Limits writes to the block device `major:minor` to `bytes_per_second`,
+    /// with v1 `blkio.throttle.write_bps_device` on hybrid hosts or
+    /// `io.max` on pure v2 hosts (where the parent must have the io
+    /// controller enabled).
+    pub fn set_write_bps(&self, device: &str, bytes_per_second: u64) {
+        if let Some(dir) = &self.v1_blkio_dir {
+            write(&dir.join("blkio.throttle.write_bps_device"), &format!("{device} {bytes_per_second}"));
+        } else {
+            write(&self.v2_dir.join("io.max"), &format!("{device} wbps={bytes_per_second}"));
+        }
+    }
+
     /// Directory holding `cpu.stat` with CFS counters for this cgroup.
     pub fn cpu_controller_dir(&self) -> &Path {
         self.v1_cpu_dir.as_deref().unwrap_or(&self.v2_dir)
@@ -100,6 +139,9 @@ impl TestCgroup {
     pub fn procs_files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.v2_dir.join("cgroup.procs")];
         if let Some(dir) = &self.v1_cpu_dir {
+            files.push(dir.join("cgroup.procs"));
+        }
+        if let Some(dir) = &self.v1_blkio_dir {
             files.push(dir.join("cgroup.procs"));
         }
         files
@@ -136,6 +178,9 @@ impl Drop for TestCgroup {
     fn drop(&mut self) {
         Self::remove(&self.v2_dir);
         if let Some(dir) = &self.v1_cpu_dir {
+            Self::remove(dir);
+        }
+        if let Some(dir) = &self.v1_blkio_dir {
             Self::remove(dir);
         }
     }

@@ -6,6 +6,7 @@
 //! skipped privileged test would let CI pass without checking anything.
 
 pub mod agent;
+pub mod block;
 pub mod cgroups;
 pub mod kernel;
 pub mod kubelet;

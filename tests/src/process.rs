@@ -63,6 +63,11 @@ impl Workload {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Waits for the process to exit, for commands that end by themselves.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("waiting for a workload")
+    }
 }
 
 /// Formats a pid into `buffer` without allocating (safe after fork).

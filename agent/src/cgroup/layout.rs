@@ -42,6 +42,9 @@ pub struct CgroupLayout {
     /// The cgroup v1 `cpu` controller mount, on hybrid and v1 hosts. CFS
     /// quota and throttling live there when the controller is bound to v1.
     pub v1_cpu_root: Option<PathBuf>,
+    /// The cgroup v1 `blkio` controller mount, on hybrid and v1 hosts.
+    /// There, the blkcg of a block request is a v1 `blkio` cgroup.
+    pub v1_blkio_root: Option<PathBuf>,
     /// The hierarchy that identifies tasks.
     pub identity: Hierarchy,
 }
@@ -120,12 +123,16 @@ impl CgroupLayout {
     pub fn from_mountinfo(mountinfo: &str) -> anyhow::Result<Self> {
         let mut v2_root = None;
         let mut v1_cpu_root = None;
+        let mut v1_blkio_root = None;
         for line in mountinfo.lines() {
             let Some(mount) = MountLine::parse(line) else { continue };
             match mount.fs_type {
                 "cgroup2" if v2_root.is_none() => v2_root = Some(PathBuf::from(mount.mount_point)),
                 "cgroup" if mount.super_options.split(',').any(|option| option == "cpu") => {
                     v1_cpu_root.get_or_insert_with(|| PathBuf::from(mount.mount_point));
+                }
+                "cgroup" if mount.super_options.split(',').any(|option| option == "blkio") => {
+                    v1_blkio_root.get_or_insert_with(|| PathBuf::from(mount.mount_point));
                 }
                 _ => {}
             }
@@ -141,6 +148,7 @@ impl CgroupLayout {
         Ok(Self {
             v2_root,
             v1_cpu_root,
+            v1_blkio_root,
             identity,
         })
     }
@@ -205,6 +213,7 @@ mod tests {
 32 31 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
 35 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,cpu,cpuacct
 36 31 0:31 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:15 - cgroup cgroup rw,memory
+37 31 0:32 / /sys/fs/cgroup/blkio rw,nosuid,nodev,noexec,relatime shared:16 - cgroup cgroup rw,blkio
 ";
 
     const PURE_V2: &str = "\
@@ -222,6 +231,7 @@ mod tests {
         assert_eq!(layout.v2_root.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
         assert_eq!(layout.v1_cpu_root.as_deref(), Some(Path::new("/sys/fs/cgroup/cpu,cpuacct")));
         assert_eq!(layout.identity, Hierarchy::V2);
+        assert_eq!(layout.v1_blkio_root.as_deref(), Some(Path::new("/sys/fs/cgroup/blkio")));
     }
 
     #[test]
@@ -231,6 +241,7 @@ mod tests {
         assert_eq!(layout.v2_root.as_deref(), Some(Path::new("/sys/fs/cgroup")));
         assert_eq!(layout.v1_cpu_root, None);
         assert_eq!(layout.identity_root(), Path::new("/sys/fs/cgroup"));
+        assert_eq!(layout.v1_blkio_root, None);
     }
 
     #[test]

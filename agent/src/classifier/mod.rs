@@ -9,6 +9,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::engine::{iowait::IoWaitEvidence, throttle::ThrottleEvidence};
+
 /// Bottleneck class: the cause that slows a group down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,6 +83,10 @@ pub struct Evidence {
     pub runqueue_waits: u64,
     pub runqueue_p50_seconds: Option<f64>,
     pub runqueue_p99_seconds: Option<f64>,
+    /// CFS throttling: kernel counters and the probes' throttle delay.
+    pub throttle: ThrottleEvidence,
+    /// Block-I/O wait from the probes.
+    pub iowait: IoWaitEvidence,
 }
 
 impl Evidence {
@@ -106,6 +112,26 @@ impl Evidence {
     /// the average number of its tasks waiting for a CPU.
     pub fn cpu_demand_cores(&self) -> f64 {
         self.cpu_used_cores.unwrap_or(0.0) + self.average_waiting_tasks()
+    }
+
+    /// Share of the group's runnable time held back by CFS throttling:
+    /// `throttle delay / (throttle delay + run-queue wait + cpu used)`.
+    pub fn throttle_delay_share(&self) -> f64 {
+        let delay = self.throttle.delay_seconds;
+        let runnable = delay + self.runqueue_wait_seconds + self.cpu_seconds();
+        if runnable > 0.0 { delay / runnable } else { 0.0 }
+    }
+
+    /// Share of the group's non-idle time spent in block-I/O wait:
+    /// `I/O wait / (I/O wait + throttle delay + run-queue wait + cpu used)`.
+    pub fn iowait_share(&self) -> f64 {
+        let wait = self.iowait.wait_seconds;
+        let busy = wait + self.throttle.delay_seconds + self.runqueue_wait_seconds + self.cpu_seconds();
+        if busy > 0.0 { wait / busy } else { 0.0 }
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        self.cpu_used_cores.unwrap_or(0.0) * self.window_seconds
     }
 
     /// CPU the group may use, in cores: its limit, else the node.
@@ -228,6 +254,19 @@ mod tests {
         let verdict = classify(&evidence(0.0001, 0.002), &Thresholds::default());
 
         assert_eq!(verdict.primary, Class::None);
+    }
+
+    #[test]
+    fn throttle_and_iowait_shares() {
+        // 10 s window, 0.1 cores used (1 s of CPU), 1 s of run-queue wait,
+        // 2 s of throttle delay and 4 s of I/O wait.
+        let mut throttled = evidence(0.1, 1.0);
+        throttled.throttle.delay_seconds = 2.0;
+        throttled.iowait.wait_seconds = 4.0;
+
+        assert!((throttled.throttle_delay_share() - 0.5).abs() < 1e-9);
+        assert!((throttled.iowait_share() - 0.5).abs() < 1e-9);
+        assert_eq!(evidence(0.0, 0.0).iowait_share(), 0.0);
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! reads the probes' maps and the cgroup files, keeps a window per cgroup,
 //! and classifies every cgroup from its window.
 
+pub mod block;
+pub mod iowait;
 pub mod pods;
+pub mod throttle;
 pub mod window;
 
 use std::{
@@ -11,9 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::{histogram::LatencyHistogram, runqueue::NeighbourKey};
-use serde::Serialize;
+use agent_common::{histogram::LatencyHistogram, runqueue::NeighbourKey, wait_total::WaitTotal};
 use anyhow::Context as _;
+use serde::Serialize;
 use tracing::{debug, info};
 
 use crate::{
@@ -22,6 +25,11 @@ use crate::{
         cpu_stat::{CpuLimit, CpuStat},
     },
     classifier::{self, Class, Evidence, Thresholds, Verdict, stability::Stability},
+    engine::{
+        block::{BlockAttribution, BlockSeries},
+        iowait::IoWaitEvidence,
+        throttle::ThrottleEvidence,
+    },
     identity::{PodIdentity, PodLogSources},
     probes::{MapSizes, ProbeCost, ProbeSpec, ProbeState, Probes},
 };
@@ -56,9 +64,15 @@ pub struct GroupReport {
     pub identity: Option<PodIdentity>,
     /// Cumulative run-queue latency since the agent started watching.
     pub runqueue_total: LatencyHistogram,
-    /// Cumulative CPU counters from `cpu.stat`.
+    /// Cumulative CPU usage and CFS counters from `cpu.stat`.
     pub cpu: CpuStat,
     pub cpu_limit: Option<CpuLimit>,
+    /// Cumulative throttle delay since the agent started watching.
+    pub throttle_delay_total: WaitTotal,
+    /// Cumulative block-I/O wait since the agent started watching.
+    pub iowait_total: WaitTotal,
+    /// Block request latency per disk, for requests the group owns.
+    pub block_latency: Vec<BlockSeries>,
     /// Measurements over the window; `None` until two ticks have passed.
     pub evidence: Option<Evidence>,
     pub verdict: Option<Verdict>,
@@ -102,6 +116,7 @@ struct Group {
     window: Window,
     stability: Stability,
     primary: Option<Class>,
+    block_latency: Vec<BlockSeries>,
 }
 
 pub struct Engine {
@@ -109,6 +124,7 @@ pub struct Engine {
     pods: pods::PodNames,
     layout: CgroupLayout,
     resolver: CgroupResolver,
+    block: BlockAttribution,
     groups: HashMap<CgroupId, Group>,
     watched: HashSet<CgroupId>,
     config: EngineConfig,
@@ -129,11 +145,13 @@ impl Engine {
         let resolver = CgroupResolver::new(layout.identity_root().to_path_buf(), config.tick);
         let mut pods = pods::PodNames::new(config.pod_logs.clone());
         pods.refresh_if_due();
+        let block = BlockAttribution::new(&layout, config.tick);
         Ok(Self {
             probes,
             pods,
             layout,
             resolver,
+            block,
             groups: HashMap::new(),
             watched: HashSet::new(),
             config,
@@ -178,11 +196,6 @@ impl Engine {
         })
     }
 
-    /// Identity of the cgroup at `path`, for reports.
-    pub fn identify(&self, path: &str) -> Option<PodIdentity> {
-        self.pods.identify(path)
-    }
-
     /// Reads every source once and returns the new state.
     pub fn tick(&mut self) -> Snapshot {
         let now = Instant::now();
@@ -199,26 +212,37 @@ impl Engine {
                 .map(|maps| maps.read_neighbours())
                 .unwrap_or_default(),
         );
+        let throttle_delay = self.probes.throttle_delay.as_ref().map(|map| map.read()).unwrap_or_default();
+        let iowait = self.probes.iowait.as_ref().map(|map| map.read()).unwrap_or_default();
+        let mut block = match self.probes.block.as_mut() {
+            Some(maps) => self.block.read(maps, &mut self.resolver),
+            None => HashMap::new(),
+        };
 
         self.resolver.walk_if_older_than(self.config.tick.max(CGROUP_WALK_INTERVAL));
         self.pods.refresh_if_due();
         let ids: HashSet<CgroupId> = runqueue
             .keys()
+            .chain(throttle_delay.keys())
+            .chain(iowait.keys())
+            .chain(block.keys())
             .chain(self.watched.iter())
             .copied()
             .chain(self.resolver.known_ids())
             .collect();
-        for id in ids {
+        for id in &ids {
+            let id = *id;
             let Some(path) = self.resolver.path_of(id).map(str::to_owned) else {
                 self.forget(id);
                 continue;
             };
-            let cpu = CpuStat::read_dirs(&self.layout.cpu_dirs(&path));
             let sample = Sample {
                 at: now,
                 runqueue: runqueue.get(&id).copied().unwrap_or(LatencyHistogram::ZERO),
-                cpu,
+                cpu: CpuStat::read_dirs(&self.layout.cpu_dirs(&path)),
                 neighbours: neighbours.remove(&id).unwrap_or_default(),
+                throttle_delay: throttle_delay.get(&id).copied().unwrap_or_default(),
+                iowait: iowait.get(&id).copied().unwrap_or_default(),
             };
             let (span, min_duration) = (self.config.window, self.config.min_duration);
             let group = self.groups.entry(id).or_insert_with(|| {
@@ -228,10 +252,17 @@ impl Engine {
                     window: Window::new(span),
                     stability: Stability::new(min_duration),
                     primary: None,
+                    block_latency: Vec::new(),
                 }
             });
             group.path = path;
             group.window.push(sample);
+            group.block_latency = block.remove(&id).unwrap_or_default();
+        }
+        // Groups neither in the maps nor in the tree nor watched are gone.
+        let stale: Vec<CgroupId> = self.groups.keys().filter(|id| !ids.contains(id)).copied().collect();
+        for id in stale {
+            self.groups.remove(&id);
         }
 
         self.snapshot(now)
@@ -246,6 +277,12 @@ impl Engine {
         if let Some(maps) = self.probes.runqueue.as_mut() {
             maps.remove(id);
         }
+        if let Some(map) = self.probes.throttle_delay.as_mut() {
+            map.remove(id);
+        }
+        if let Some(map) = self.probes.iowait.as_mut() {
+            map.remove(id);
+        }
     }
 
     fn snapshot(&mut self, now: Instant) -> Snapshot {
@@ -256,6 +293,7 @@ impl Engine {
         for (&id, group) in &mut self.groups {
             let Some(latest) = group.window.latest() else { continue };
             let (runqueue_total, cpu) = (latest.runqueue, latest.cpu);
+            let (throttle_delay_total, iowait_total) = (latest.throttle_delay, latest.iowait);
             let cpu_limit = cpu_limit_of(layout, &group.path);
             let delta = group.window.delta();
             let evidence = delta
@@ -278,6 +316,9 @@ impl Engine {
                 runqueue_total,
                 cpu,
                 cpu_limit,
+                throttle_delay_total,
+                iowait_total,
+                block_latency: group.block_latency.clone(),
                 evidence,
                 verdict,
                 neighbours,
@@ -370,6 +411,11 @@ fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores:
         runqueue_waits: delta.runqueue.count,
         runqueue_p50_seconds: quantile_ns(&delta.runqueue, 0.50).map(|ns| ns / 1e9),
         runqueue_p99_seconds: quantile_ns(&delta.runqueue, 0.99).map(|ns| ns / 1e9),
+        throttle: ThrottleEvidence::new(&delta.throttle, cpu_limit, seconds),
+        iowait: IoWaitEvidence {
+            wait_seconds: delta.iowait.total_ns as f64 / 1e9,
+            waits: delta.iowait.count,
+        },
     }
 }
 

@@ -43,10 +43,15 @@ impl PodNames {
             Ok(mut directory) => {
                 self.add_links(&mut directory);
                 if first || self.failing {
+                    let first_skipped = directory
+                        .skipped_examples()
+                        .first()
+                        .map(|entry| format!("{}: {}", entry.path.display(), entry.reason));
                     info!(
                         pod_log_dir = %self.sources.pod_log_dir.display(),
                         pods = directory.pod_count(),
                         skipped = directory.skipped_count(),
+                        first_skipped,
                         "read pod names from the kubelet's log folders"
                     );
                 } else {

@@ -6,8 +6,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_common::histogram::{LatencyHistogram, SLOTS};
+use agent_common::{
+    histogram::{LatencyHistogram, SLOTS},
+    wait_total::WaitTotal,
+};
 
+use super::throttle::ThrottleDelta;
 use crate::cgroup::{CgroupId, cpu_stat::CpuStat};
 
 /// Cumulative counters of one cgroup at one tick.
@@ -15,10 +19,13 @@ use crate::cgroup::{CgroupId, cpu_stat::CpuStat};
 pub struct Sample {
     pub at: Instant,
     pub runqueue: LatencyHistogram,
+    /// Usage and CFS counters (see `CpuStat::read_dirs`).
     pub cpu: CpuStat,
     /// Run-queue wait of this group's tasks, in nanoseconds, per cgroup
     /// whose task ran on the CPU right before the waiting task got it.
     pub neighbours: Vec<(CgroupId, u64)>,
+    pub throttle_delay: WaitTotal,
+    pub iowait: WaitTotal,
 }
 
 /// Change of one cgroup's counters between two samples.
@@ -32,6 +39,8 @@ pub struct Delta {
     /// Run-queue wait per cgroup that ran ahead, in nanoseconds, largest
     /// first; pairs without new waits are left out.
     pub neighbours: Vec<(CgroupId, u64)>,
+    pub throttle: ThrottleDelta,
+    pub iowait: WaitTotal,
 }
 
 /// Samples covering at most `span`, oldest first, plus the latest one.
@@ -97,6 +106,8 @@ impl Window {
                 _ => None,
             },
             neighbours: neighbours_delta(&last.neighbours, &first.neighbours),
+            throttle: ThrottleDelta::between(&first.cpu, &last.cpu, last.throttle_delay.since(&first.throttle_delay)),
+            iowait: last.iowait.since(&first.iowait),
         })
     }
 }
@@ -170,6 +181,11 @@ mod tests {
                 ..CpuStat::default()
             },
             neighbours: vec![(7, usage_ns), (9, 5)],
+            throttle_delay: WaitTotal::ZERO,
+            iowait: WaitTotal {
+                count: usage_ns / 1_000_000,
+                total_ns: usage_ns,
+            },
         }
     }
 
@@ -189,6 +205,8 @@ mod tests {
         assert_eq!(delta.runqueue.total_ns, 10 * 1_000);
         assert_eq!(delta.cpu_usage_ns, Some(10_000_000));
         assert_eq!(delta.neighbours, vec![(7, 10_000_000)]);
+        assert_eq!(delta.iowait.total_ns, 10_000_000);
+        assert_eq!(delta.iowait.count, 10);
     }
 
     #[test]

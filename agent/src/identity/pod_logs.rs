@@ -121,16 +121,6 @@ impl PodDirectory {
         Ok(directory)
     }
 
-    /// Scans the pod log folder tree, then adds the container links if
-    /// `sources` names their folder.
-    pub fn load(sources: &PodLogSources) -> Result<Self, ScanError> {
-        let mut directory = Self::scan(&sources.pod_log_dir)?;
-        if let Some(container_log_dir) = &sources.container_log_dir {
-            directory.add_container_links(container_log_dir)?;
-        }
-        Ok(directory)
-    }
-
     /// Adds container IDs from the kubelet's `/var/log/containers` links,
     /// named `<pod>_<namespace>_<container>-<id>.log`. Links whose pod is
     /// not in the scanned tree are skipped and counted.

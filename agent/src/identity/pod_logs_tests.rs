@@ -427,12 +427,8 @@ fn load_reads_both_folders() {
             pods.0.display()
         ),
     );
-    let sources = PodLogSources {
-        pod_log_dir: pods.0.clone(),
-        container_log_dir: Some(links.0.clone()),
-    };
-
-    let directory = PodDirectory::load(&sources).expect("both folders are readable");
+    let mut directory = PodDirectory::scan(&pods.0).expect("the pod folder is readable");
+    directory.add_container_links(&links.0).expect("the links folder is readable");
 
     assert_eq!(directory.pod_count(), 2);
     assert_eq!(directory.container_name(APP_ID), Some((UID, "app")));
@@ -441,12 +437,11 @@ fn load_reads_both_folders() {
 #[test]
 fn load_missing_links_folder_fails() {
     let pods = containerd_tree();
-    let sources = PodLogSources {
-        pod_log_dir: pods.0.clone(),
-        container_log_dir: Some(pods.0.join("no-containers-folder")),
-    };
+    let mut directory = PodDirectory::scan(&pods.0).expect("the pod folder is readable");
 
-    let error = PodDirectory::load(&sources).expect_err("a missing links folder is an error");
+    let error = directory
+        .add_container_links(&pods.0.join("no-containers-folder"))
+        .expect_err("a missing links folder is an error");
 
     let message = error.to_string();
     assert!(message.contains("no-containers-folder"), "{message}");

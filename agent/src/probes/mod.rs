@@ -4,14 +4,21 @@
 //! attach (an old kernel without the hook, a verifier that rejects it)
 //! degrades its signal alone, and is logged once with the reason.
 
+pub mod block;
+mod offsets;
 pub mod runqueue;
 mod spec;
+pub mod wait_total;
 
 use std::time::Duration;
 
 use agent_common::{
-    kernel::{CGROUP_HIERARCHY_V1_CPU, CGROUP_HIERARCHY_V2, KERNEL_OFFSETS_SYMBOL, KernelOffsets},
+    block::{BLOCK_LATENCY_MAP, BLOCK_STARTED_MAP},
+    iowait::{IOWAIT_SLOTS_MASK_SYMBOL, IOWAIT_STARTED_MAP, IOWAIT_TOTAL_MAP},
+    kernel::KERNEL_OFFSETS_SYMBOL,
     probe::{PROBE_STATS_MAP, ProbeStats},
+    runqueue::{RUNQ_ENQUEUED_MAP, RUNQ_LATENCY_MAP, RUNQ_NEIGHBOURS_MAP},
+    throttle::{THROTTLE_DELAY_MAP, THROTTLE_STARTED_MAP},
 };
 use anyhow::{Context as _, bail};
 use aya::{
@@ -23,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::{cgroup::Hierarchy, kernel_btf::KernelBtf};
 pub use spec::{Hook, PROBES, ProbeSpec, Signal};
+use wait_total::WaitTotalMap;
 
 /// The probe object built by `build.rs` from the `agent-ebpf` crate.
 static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-ebpf"));
@@ -33,8 +41,11 @@ pub struct MapSizes {
     /// Cgroups tracked per signal; waits of further cgroups are counted as
     /// lost until the agent removes entries of deleted cgroups.
     pub max_cgroups: u32,
-    /// Threads that can be runnable and not yet running at once.
+    /// Threads that can be runnable and not yet running (or in I/O wait)
+    /// at once.
     pub max_threads: u32,
+    /// Block requests that can be in flight at once, node-wide.
+    pub max_block_requests: u32,
 }
 
 /// Outcome of attaching one probe program at start-up.
@@ -60,6 +71,11 @@ pub struct Probes {
     ebpf: Ebpf,
     pub states: Vec<ProbeState>,
     pub runqueue: Option<runqueue::RunQueueMaps>,
+    /// Throttle delay per cgroup, measured by the `sched_switch` program.
+    pub throttle_delay: Option<WaitTotalMap>,
+    /// Block-I/O wait per cgroup, measured by the `sched_switch` program.
+    pub iowait: Option<WaitTotalMap>,
+    pub block: Option<block::BlockMaps>,
     probe_stats: PerCpuArray<MapData, ProbeStats>,
 }
 
@@ -74,20 +90,43 @@ impl Probes {
             Some(path) => KernelBtf::from_file(path)?,
             None => KernelBtf::from_sys_fs()?,
         };
-        let offsets = kernel_offsets(&btf, hierarchy)?;
+        let offsets = offsets::kernel_offsets(&btf, hierarchy)?;
+        info!(
+            throttle_source = offsets::throttle_source_name(offsets.offsets.throttle_source),
+            "throttle delay source chosen"
+        );
 
+        // The I/O wait array is indexed by masked thread id, so its size is
+        // a power of two.
+        let iowait_slots = sizes.max_threads.max(2).checked_next_power_of_two().unwrap_or(1 << 31);
+        let iowait_slots_mask = iowait_slots - 1;
         let mut ebpf = EbpfLoader::new()
-            .override_global(KERNEL_OFFSETS_SYMBOL, &offsets, true)
-            .map_max_entries(agent_common::runqueue::RUNQ_LATENCY_MAP, sizes.max_cgroups)
-            .map_max_entries(agent_common::runqueue::RUNQ_NEIGHBOURS_MAP, sizes.max_cgroups.saturating_mul(4))
-            .map_max_entries(agent_common::runqueue::RUNQ_ENQUEUED_MAP, sizes.max_threads)
+            .override_global(KERNEL_OFFSETS_SYMBOL, &offsets.offsets, true)
+            .override_global(IOWAIT_SLOTS_MASK_SYMBOL, &iowait_slots_mask, true)
+            .map_max_entries(RUNQ_LATENCY_MAP, sizes.max_cgroups)
+            .map_max_entries(RUNQ_NEIGHBOURS_MAP, sizes.max_cgroups.saturating_mul(4))
+            .map_max_entries(RUNQ_ENQUEUED_MAP, sizes.max_threads)
+            .map_max_entries(THROTTLE_DELAY_MAP, sizes.max_cgroups)
+            .map_max_entries(IOWAIT_TOTAL_MAP, sizes.max_cgroups)
+            .map_max_entries(IOWAIT_STARTED_MAP, iowait_slots)
+            .map_max_entries(THROTTLE_STARTED_MAP, iowait_slots)
+            // One entry per cgroup and disk it uses; a cgroup rarely uses
+            // more than a few disks.
+            .map_max_entries(BLOCK_LATENCY_MAP, sizes.max_cgroups.saturating_mul(4))
+            .map_max_entries(BLOCK_STARTED_MAP, sizes.max_block_requests)
             .load(PROBE_OBJECT)
             .map_err(|error| load_hint(error.into()))?;
 
         let states = PROBES
             .iter()
             .map(|spec| {
-                let skipped = attach(&mut ebpf, spec).err().map(|error| format!("{error:#}"));
+                let missing = (spec.signal == Signal::BlockLatency)
+                    .then_some(offsets.block_unavailable.as_deref())
+                    .flatten();
+                let skipped = match missing {
+                    Some(reason) => Some(reason.to_owned()),
+                    None => attach(&mut ebpf, spec).err().map(|error| format!("{error:#}")),
+                };
                 match &skipped {
                     None => info!(probe = spec.program, hook = %spec.hook, signal = %spec.signal, "probe attached"),
                     Some(reason) => warn!(
@@ -102,8 +141,18 @@ impl Probes {
             })
             .collect::<Vec<_>>();
 
-        let runqueue = signal_attached(&states, Signal::RunQueue)
+        let scheduler = signal_attached(&states, Signal::RunQueue);
+        let runqueue = scheduler
             .then(|| runqueue::RunQueueMaps::take(&mut ebpf))
+            .transpose()?;
+        let throttle_delay = scheduler
+            .then(|| WaitTotalMap::take(&mut ebpf, THROTTLE_DELAY_MAP))
+            .transpose()?;
+        let iowait = scheduler
+            .then(|| WaitTotalMap::take(&mut ebpf, IOWAIT_TOTAL_MAP))
+            .transpose()?;
+        let block = signal_attached(&states, Signal::BlockLatency)
+            .then(|| block::BlockMaps::take(&mut ebpf))
             .transpose()?;
         let probe_stats = PerCpuArray::try_from(
             ebpf.take_map(PROBE_STATS_MAP)
@@ -114,6 +163,9 @@ impl Probes {
             ebpf,
             states,
             runqueue,
+            throttle_delay,
+            iowait,
+            block,
             probe_stats,
         })
     }
@@ -166,38 +218,6 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Reads the struct offsets the probes need from the running kernel.
-fn kernel_offsets(btf: &KernelBtf, hierarchy: Hierarchy) -> anyhow::Result<KernelOffsets> {
-    // Linux 5.14 renamed task_struct.state (long) to __state (unsigned int).
-    let state = btf
-        .member_offset("task_struct", "__state")
-        .or_else(|_| btf.member_offset("task_struct", "state"))?;
-    Ok(KernelOffsets {
-        task_pid: btf.member_offset("task_struct", "pid")?.byte_offset,
-        task_state: state.byte_offset,
-        task_state_size: state.size,
-        task_cgroups: btf.member_offset("task_struct", "cgroups")?.byte_offset,
-        css_set_dfl_cgrp: btf.member_offset("css_set", "dfl_cgrp")?.byte_offset,
-        cgroup_kn: btf.member_offset("cgroup", "kn")?.byte_offset,
-        kernfs_node_id: btf.member_offset("kernfs_node", "id")?.byte_offset,
-        cgroup_hierarchy: match hierarchy {
-            Hierarchy::V2 => CGROUP_HIERARCHY_V2,
-            Hierarchy::V1Cpu => CGROUP_HIERARCHY_V1_CPU,
-        },
-        css_set_subsys_cpu: subsys_offset(btf, "cpu_cgrp_id")?,
-        css_cgroup: btf.member_offset("cgroup_subsys_state", "cgroup")?.byte_offset,
-    })
-}
-
-/// Offset of `css_set.subsys[id]`, an array of pointers indexed by the
-/// controller's `enum cgroup_subsys_id` value (which depends on the
-/// kernel's configuration, so it comes from BTF too).
-fn subsys_offset(btf: &KernelBtf, controller_id: &str) -> anyhow::Result<u32> {
-    let index = u32::try_from(btf.enumerator(controller_id)?)?;
-    let array = btf.member_offset("css_set", "subsys")?.byte_offset;
-    Ok(array + index * 8)
 }
 
 /// Adds the usual cause to a load failure that comes from missing

@@ -9,13 +9,17 @@ use agent_common::probe::ProbeId;
 /// The signal a probe feeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
+    /// Run-queue latency, and with it throttle delay and block-I/O wait,
+    /// which the same `sched_switch` program measures.
     RunQueue,
+    BlockLatency,
 }
 
 impl fmt::Display for Signal {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(match self {
-            Signal::RunQueue => "run-queue latency",
+            Signal::RunQueue => "run-queue latency, throttle delay and block-I/O wait",
+            Signal::BlockLatency => "block request latency",
         })
     }
 }
@@ -66,5 +70,19 @@ pub static PROBES: &[ProbeSpec] = &[
         hook: Hook::RawTracepoint("sched_wakeup_new"),
         signal: Signal::RunQueue,
         kernel_feature: "raw tracepoints (Linux 4.17) and BTF for task_struct offsets",
+    },
+    ProbeSpec {
+        id: ProbeId::BlockRqIssue,
+        program: "block_rq_issue",
+        hook: Hook::RawTracepoint("block_rq_issue"),
+        signal: Signal::BlockLatency,
+        kernel_feature: "raw tracepoints (Linux 4.17) and BTF for request, bio and blkcg offsets (Linux 5.15 layout)",
+    },
+    ProbeSpec {
+        id: ProbeId::BlockRqComplete,
+        program: "block_rq_complete",
+        hook: Hook::RawTracepoint("block_rq_complete"),
+        signal: Signal::BlockLatency,
+        kernel_feature: "raw tracepoints (Linux 4.17)",
     },
 ];
