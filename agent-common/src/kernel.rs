@@ -32,6 +32,19 @@ pub struct KernelOffsets {
     pub kernfs_node_id: u32,
     /// Explicit padding so the size is a multiple of 8 on every target.
     pub _padding: u32,
+    /// `sock.__sk_common.skc_family` (a u16: AF_INET or AF_INET6).
+    pub sock_family: u32,
+    /// `sock.__sk_common.skc_daddr` (IPv4 destination, network order).
+    pub sock_daddr: u32,
+    /// `sock.__sk_common.skc_v6_daddr` (IPv6 destination).
+    pub sock_v6_daddr: u32,
+    /// `sock.__sk_common.skc_dport` (destination port, network order).
+    pub sock_dport: u32,
+    /// `sock.sk_err` (an int: the pending socket error).
+    pub sock_err: u32,
+    /// `sock.sk_protocol` (a u16 since Linux 5.6), or 0 when it is a
+    /// bitfield (older kernels) and the probe cannot filter on it.
+    pub sock_protocol: u32,
 }
 
 #[cfg(feature = "user")]

@@ -5,6 +5,8 @@
 //! from the maps. Integers stand in for `bool` for the same reason.
 #![no_std]
 
+pub mod connect;
+pub mod dns;
 pub mod histogram;
 pub mod kernel;
 pub mod probe;

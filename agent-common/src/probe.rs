@@ -10,6 +10,9 @@ pub enum ProbeId {
     SchedSwitch = 0,
     SchedWakeup = 1,
     SchedWakeupNew = 2,
+    DnsEgress = 8,
+    DnsIngress = 9,
+    InetSockSetState = 10,
 }
 
 /// Size of [`PROBE_STATS_MAP`]: one more than the largest [`ProbeId`]

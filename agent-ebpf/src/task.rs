@@ -1,4 +1,5 @@
-//! Reads of `task_struct` fields at offsets the agent found in BTF.
+//! Reads of kernel struct fields (`task_struct`, `sock`) at offsets the
+//! agent found in BTF.
 
 use agent_common::kernel::KernelOffsets;
 use aya_ebpf::helpers::bpf_probe_read_kernel;
@@ -14,13 +15,33 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     cgroup_kn: 0,
     kernfs_node_id: 0,
     _padding: 0,
+    sock_family: 0,
+    sock_daddr: 0,
+    sock_v6_daddr: 0,
+    sock_dport: 0,
+    sock_err: 0,
+    sock_protocol: 0,
 };
 
 #[inline(always)]
-fn offsets() -> KernelOffsets {
+pub fn offsets() -> KernelOffsets {
     // SAFETY: a volatile read keeps the compiler from folding the
     // initializer above into the code; the loader rewrites the value.
     unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+}
+
+/// Any kernel struct pointer taken from a tracepoint argument.
+#[derive(Clone, Copy)]
+pub struct Kernel(pub *const u8);
+
+impl Kernel {
+    /// Reads a `T` at `offset` bytes from the pointer.
+    #[inline(always)]
+    pub fn read<T>(self, offset: u32) -> Result<T, i32> {
+        // SAFETY: bpf_probe_read_kernel checks the address and returns an
+        // error instead of faulting.
+        unsafe { bpf_probe_read_kernel(self.0.wrapping_add(offset as usize).cast::<T>()) }
+    }
 }
 
 /// A kernel `struct task_struct *` taken from a tracepoint argument.

@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use crate::engine::network::{ConnectEvidence, DnsEvidence};
+
 /// What holds a group back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +81,8 @@ pub struct Evidence {
     pub runqueue_waits: u64,
     pub runqueue_p50_seconds: Option<f64>,
     pub runqueue_p99_seconds: Option<f64>,
+    pub dns: DnsEvidence,
+    pub connect: ConnectEvidence,
 }
 
 impl Evidence {

@@ -4,7 +4,13 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::{classifier::Thresholds, engine::EngineConfig, probes::MapSizes};
+use agent_common::dns::{DnsConfig, MAX_DNS_PORTS};
+
+use crate::{
+    classifier::Thresholds,
+    engine::{EngineConfig, network::NetworkConfig},
+    probes::MapSizes,
+};
 
 /// Options of the measuring engine, common to both commands.
 #[derive(Args, Clone, Debug)]
@@ -21,6 +27,37 @@ pub struct EngineArgs {
     /// Threads that can be runnable but not yet running at once, node-wide.
     #[arg(long, default_value_t = 65_536, env = "CHOKEPOINT_MAX_THREADS")]
     pub max_threads: u32,
+
+    /// Server ports whose UDP and TCP traffic is parsed as DNS, comma
+    /// separated (at most 8).
+    #[arg(long, default_value = "53", value_delimiter = ',', env = "CHOKEPOINT_DNS_PORTS")]
+    pub dns_ports: Vec<u16>,
+
+    /// Time after which a DNS query without a response counts as a timeout
+    /// (chokepoint_dns_timeouts_total), e.g. 5s.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "CHOKEPOINT_DNS_TIMEOUT")]
+    pub dns_timeout: Duration,
+
+    /// DNS queries that can be in flight at once, node-wide; further ones
+    /// are counted but not timed (reason="map_full").
+    #[arg(long, default_value_t = 16_384, env = "CHOKEPOINT_MAX_DNS_PENDING")]
+    pub max_dns_pending: u32,
+
+    /// TCP connects that can be in flight (SYN sent, not yet ended) at once,
+    /// node-wide; further ones are not measured (reason="map_full").
+    #[arg(long, default_value_t = 16_384, env = "CHOKEPOINT_MAX_CONNECTS_PENDING")]
+    pub max_connects_pending: u32,
+
+    /// TCP connect destinations (address and port) exported per cgroup;
+    /// further ones are summed into destination="other".
+    #[arg(long, default_value_t = 32, env = "CHOKEPOINT_MAX_DESTINATIONS")]
+    pub max_destinations: usize,
+
+    /// (cgroup, destination) pairs the kernel keeps connect counters for,
+    /// node-wide; connects to further pairs are counted as lost
+    /// (reason="map_full").
+    #[arg(long, default_value_t = 16_384, env = "CHOKEPOINT_MAX_CONNECT_ENTRIES")]
+    pub max_connect_entries: u32,
 
     /// Share of a group's runnable time spent waiting for a CPU (0 to 1)
     /// above which CPU is its bottleneck.
@@ -48,6 +85,20 @@ impl EngineArgs {
                 anyhow::bail!("invalid {name} {value}: expected a share between 0 and 1");
             }
         }
+        if self.dns_ports.is_empty() || self.dns_ports.len() > MAX_DNS_PORTS || self.dns_ports.contains(&0) {
+            anyhow::bail!(
+                "invalid --dns-ports {:?}: expected 1 to {MAX_DNS_PORTS} ports from 1 to 65535, such as 53,5353",
+                self.dns_ports
+            );
+        }
+        if self.dns_timeout.is_zero() {
+            anyhow::bail!("invalid --dns-timeout 0: expected a positive duration such as 5s");
+        }
+        let mut dns_ports = DnsConfig {
+            port_count: self.dns_ports.len() as u32,
+            ..DnsConfig::default()
+        };
+        dns_ports.ports[..self.dns_ports.len()].copy_from_slice(&self.dns_ports);
         if self.tick.is_zero() {
             anyhow::bail!("invalid --tick 0: expected a positive duration such as 1s");
         }
@@ -62,6 +113,14 @@ impl EngineArgs {
             map_sizes: MapSizes {
                 max_cgroups: self.max_cgroups,
                 max_threads: self.max_threads,
+                max_dns_pending: self.max_dns_pending,
+                max_connects_pending: self.max_connects_pending,
+                max_connect_entries: self.max_connect_entries,
+            },
+            dns_ports,
+            network: NetworkConfig {
+                dns_timeout: self.dns_timeout,
+                max_destinations: self.max_destinations,
             },
         })
     }

@@ -4,6 +4,8 @@
 //! The exporter holds no metric state of its own: each scrape encodes the
 //! snapshot as it is, so series of removed cgroups disappear with them.
 
+mod network;
+
 use std::fmt::Error as FmtError;
 
 use agent_common::histogram::{LatencyHistogram, SLOTS, slot_upper_bound_ns};
@@ -51,6 +53,8 @@ impl Collector for Exporter {
             .map(|guard| guard.clone())
             .map_err(|_| FmtError)?;
         encode_groups(&mut encoder, &snapshot.groups, &self.node)?;
+        network::encode_dns(&mut encoder, &snapshot.groups, &self.node)?;
+        network::encode_connect(&mut encoder, &snapshot.groups, &self.node)?;
         encode_probes(&mut encoder, &snapshot.probes, &self.node)?;
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! reads the probes' maps and the cgroup files, keeps a window per cgroup,
 //! and classifies every cgroup from its window.
 
+pub mod network;
 pub mod window;
 
 use std::{
@@ -16,8 +17,10 @@ use tracing::{debug, info};
 use crate::{
     cgroup::{CgroupId, CgroupLayout, CgroupResolver, cpu_stat::{CpuLimit, CpuStat}},
     classifier::{self, Class, Evidence, Thresholds, Verdict},
-    probes::{MapSizes, ProbeCost, ProbeSpec, ProbeState, Probes},
+    probes::{MapSizes, ProbeCost, ProbeSettings, ProbeSpec, ProbeState, Probes},
 };
+use agent_common::dns::DnsConfig;
+use network::{ConnectEvidence, ConnectTotals, DnsEvidence, DnsTotals, NetworkConfig, NetworkReading, NetworkState};
 use window::{Sample, Window, quantile_ns};
 
 #[derive(Clone, Copy, Debug)]
@@ -28,6 +31,9 @@ pub struct EngineConfig {
     pub window: Duration,
     pub thresholds: Thresholds,
     pub map_sizes: MapSizes,
+    /// Ports the DNS probes treat as DNS servers.
+    pub dns_ports: DnsConfig,
+    pub network: NetworkConfig,
 }
 
 /// One cgroup as of the latest tick.
@@ -41,6 +47,12 @@ pub struct GroupReport {
     /// Cumulative CPU counters from `cpu.stat`.
     pub cpu: CpuStat,
     pub cpu_limit: Option<CpuLimit>,
+    /// Cumulative DNS counters, including timeouts the agent swept.
+    pub dns: DnsTotals,
+    /// Cumulative connect counters per destination, and over the window
+    /// (`None` until two ticks have passed).
+    pub connect: ConnectTotals,
+    pub connect_window: Option<ConnectTotals>,
     /// Measurements over the window; `None` until two ticks have passed.
     pub evidence: Option<Evidence>,
     pub verdict: Option<Verdict>,
@@ -74,6 +86,7 @@ pub struct Engine {
     watched: HashSet<CgroupId>,
     config: EngineConfig,
     node_cores: f64,
+    network: NetworkState,
 }
 
 impl Engine {
@@ -85,7 +98,11 @@ impl Engine {
             v1_cpu_root = ?layout.v1_cpu_root,
             "cgroup hierarchies found"
         );
-        let probes = Probes::load(config.map_sizes)?;
+        let probes = Probes::load(&ProbeSettings {
+            sizes: config.map_sizes,
+            dns: config.dns_ports,
+            cgroup_v2_root: &layout.v2_root,
+        })?;
         let resolver = CgroupResolver::new(layout.v2_root.clone(), config.tick);
         Ok(Self {
             probes,
@@ -95,6 +112,7 @@ impl Engine {
             watched: HashSet::new(),
             config,
             node_cores: online_cpus(),
+            network: NetworkState::new(config.network),
         })
     }
 
@@ -124,8 +142,15 @@ impl Engine {
             .as_ref()
             .map(|maps| maps.read())
             .unwrap_or_default();
+        let network = self.network.collect(&mut self.probes);
 
-        let ids: HashSet<CgroupId> = runqueue.keys().chain(self.watched.iter()).copied().collect();
+        let ids: HashSet<CgroupId> = runqueue
+            .keys()
+            .chain(network.dns.keys())
+            .chain(network.connect.keys())
+            .chain(self.watched.iter())
+            .copied()
+            .collect();
         for id in ids {
             let Some(path) = self.resolver.path_of(id).map(str::to_owned) else {
                 self.forget(id);
@@ -136,6 +161,8 @@ impl Engine {
                 at: now,
                 runqueue: runqueue.get(&id).copied().unwrap_or(LatencyHistogram::ZERO),
                 cpu,
+                dns: network.dns.get(&id).copied().unwrap_or_default(),
+                connect: network.connect.get(&id).cloned().unwrap_or_default(),
             };
             let span = self.config.window;
             let group = self.groups.entry(id).or_insert_with(|| {
@@ -153,7 +180,7 @@ impl Engine {
         let stale: Vec<CgroupId> = self
             .groups
             .keys()
-            .filter(|id| !runqueue.contains_key(id) && !self.watched.contains(id))
+            .filter(|id| !runqueue.contains_key(id) && !has_network_data(&network, **id) && !self.watched.contains(id))
             .copied()
             .collect();
         for id in stale {
@@ -172,6 +199,13 @@ impl Engine {
         if let Some(maps) = self.probes.runqueue.as_mut() {
             maps.remove(id);
         }
+        if let Some(maps) = self.probes.dns.as_mut() {
+            maps.remove(id);
+        }
+        if let Some(maps) = self.probes.connect.as_mut() {
+            maps.remove(id);
+        }
+        self.network.forget(id);
     }
 
     fn snapshot(&mut self, now: Instant) -> Snapshot {
@@ -180,12 +214,12 @@ impl Engine {
         let layout = &self.layout;
         let mut groups = Vec::with_capacity(self.groups.len());
         for (&id, group) in &mut self.groups {
-            let Some(latest) = group.window.latest().copied() else { continue };
+            let Some(latest) = group.window.latest().cloned() else { continue };
             let cpu_limit = cpu_limit_of(layout, &group.path);
-            let evidence = group
-                .window
-                .delta()
-                .map(|delta| evidence_from(&delta, cpu_limit, node_cores));
+            let delta = group.window.delta();
+            let evidence = delta
+                .as_ref()
+                .map(|delta| evidence_from(delta, cpu_limit, node_cores));
             let verdict = evidence.as_ref().map(|evidence| classifier::classify(evidence, &thresholds));
             if let Some(verdict) = &verdict {
                 log_primary_change(group, verdict.primary);
@@ -196,6 +230,9 @@ impl Engine {
                 runqueue_total: latest.runqueue,
                 cpu: latest.cpu,
                 cpu_limit,
+                dns: latest.dns,
+                connect: latest.connect,
+                connect_window: delta.map(|delta| delta.connect),
                 evidence,
                 verdict,
             });
@@ -258,7 +295,14 @@ fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores:
         runqueue_waits: delta.runqueue.count,
         runqueue_p50_seconds: quantile_ns(&delta.runqueue, 0.50).map(|ns| ns / 1e9),
         runqueue_p99_seconds: quantile_ns(&delta.runqueue, 0.99).map(|ns| ns / 1e9),
+        dns: DnsEvidence::from_delta(&delta.dns),
+        connect: ConnectEvidence::from_delta(&delta.connect),
     }
+}
+
+/// Whether this tick read DNS or connect counters for the cgroup.
+fn has_network_data(reading: &NetworkReading, id: CgroupId) -> bool {
+    reading.dns.contains_key(&id) || reading.connect.contains_key(&id)
 }
 
 /// CPUs online on the node; the agent's own affinity mask does not matter.

@@ -8,24 +8,29 @@ use std::{
 
 use agent_common::histogram::{LatencyHistogram, SLOTS};
 
+use super::network::{ConnectTotals, DnsTotals};
 use crate::cgroup::cpu_stat::CpuStat;
 
 /// Cumulative counters of one cgroup at one tick.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Sample {
     pub at: Instant,
     pub runqueue: LatencyHistogram,
     pub cpu: CpuStat,
+    pub dns: DnsTotals,
+    pub connect: ConnectTotals,
 }
 
 /// What happened in a cgroup between two samples.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Delta {
     pub elapsed: Duration,
     pub runqueue: LatencyHistogram,
     /// CPU time used, in nanoseconds, when `cpu.stat` could be read at
     /// both ends.
     pub cpu_usage_ns: Option<u64>,
+    pub dns: DnsTotals,
+    pub connect: ConnectTotals,
 }
 
 /// Samples covering at most `span`, oldest first.
@@ -46,12 +51,13 @@ impl Window {
     /// Appends a sample and drops those older than the span, keeping one
     /// sample at or beyond the span so the delta covers all of it.
     pub fn push(&mut self, sample: Sample) {
+        let at = sample.at;
         self.samples.push_back(sample);
         while self.samples.len() > 2
             && self
                 .samples
                 .get(1)
-                .is_some_and(|second| sample.at.duration_since(second.at) >= self.span)
+                .is_some_and(|second| at.duration_since(second.at) >= self.span)
         {
             self.samples.pop_front();
         }
@@ -76,6 +82,8 @@ impl Window {
                 (Some(last), Some(first)) => Some(last.saturating_sub(first)),
                 _ => None,
             },
+            dns: last.dns.since(&first.dns),
+            connect: last.connect.since(&first.connect),
         })
     }
 }
@@ -132,6 +140,8 @@ mod tests {
                 usage_ns: Some(usage_ns),
                 ..CpuStat::default()
             },
+            dns: DnsTotals::default(),
+            connect: ConnectTotals::default(),
         }
     }
 

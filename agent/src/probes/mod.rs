@@ -4,12 +4,16 @@
 //! attach (an old kernel without the hook, a verifier that rejects it)
 //! degrades its signal alone, and is logged once with the reason.
 
+pub mod connect;
+pub mod dns;
 pub mod runqueue;
 mod spec;
 
-use std::time::Duration;
+use std::{fs::File, path::Path, time::Duration};
 
 use agent_common::{
+    connect::{CONNECT_COUNTERS_MAP, CONNECT_PENDING_MAP},
+    dns::{DNS_CONFIG_SYMBOL, DNS_COUNTERS_MAP, DNS_PENDING_MAP, DnsConfig},
     kernel::{KERNEL_OFFSETS_SYMBOL, KernelOffsets},
     probe::{PROBE_STATS_MAP, ProbeStats},
 };
@@ -17,7 +21,7 @@ use anyhow::{Context as _, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray},
-    programs::RawTracePoint,
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, RawTracePoint},
 };
 use tracing::{info, warn};
 
@@ -35,6 +39,23 @@ pub struct MapSizes {
     pub max_cgroups: u32,
     /// Threads that can be runnable and not yet running at once.
     pub max_threads: u32,
+    /// DNS queries in flight (sent, not yet answered or timed out) at once.
+    pub max_dns_pending: u32,
+    /// TCP connects in flight (SYN sent, not yet ended) at once.
+    pub max_connects_pending: u32,
+    /// (cgroup, destination) pairs with connect counters, node-wide.
+    pub max_connect_entries: u32,
+}
+
+/// Where and how the probes attach, besides map sizes.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeSettings<'a> {
+    pub sizes: MapSizes,
+    /// Ports the DNS probes treat as DNS servers.
+    pub dns: DnsConfig,
+    /// Mount point of the cgroup v2 hierarchy, where cgroup_skb programs
+    /// attach.
+    pub cgroup_v2_root: &'a Path,
 }
 
 /// What happened to one probe program at start-up.
@@ -60,13 +81,16 @@ pub struct Probes {
     ebpf: Ebpf,
     pub states: Vec<ProbeState>,
     pub runqueue: Option<runqueue::RunQueueMaps>,
+    pub dns: Option<dns::DnsMaps>,
+    pub connect: Option<connect::ConnectMaps>,
     probe_stats: PerCpuArray<MapData, ProbeStats>,
 }
 
 impl Probes {
     /// Loads the probe object and attaches every probe that the kernel
     /// supports.
-    pub fn load(sizes: MapSizes) -> anyhow::Result<Self> {
+    pub fn load(settings: &ProbeSettings<'_>) -> anyhow::Result<Self> {
+        let sizes = settings.sizes;
         if PROBE_OBJECT.is_empty() {
             bail!("this agent was built with AYA_BUILD_SKIP set, so it has no probes; rebuild it without that variable");
         }
@@ -77,13 +101,18 @@ impl Probes {
             .override_global(KERNEL_OFFSETS_SYMBOL, &offsets, true)
             .map_max_entries(agent_common::runqueue::RUNQ_LATENCY_MAP, sizes.max_cgroups)
             .map_max_entries(agent_common::runqueue::RUNQ_ENQUEUED_MAP, sizes.max_threads)
+            .override_global(DNS_CONFIG_SYMBOL, &settings.dns, true)
+            .map_max_entries(DNS_COUNTERS_MAP, sizes.max_cgroups)
+            .map_max_entries(DNS_PENDING_MAP, sizes.max_dns_pending)
+            .map_max_entries(CONNECT_PENDING_MAP, sizes.max_connects_pending)
+            .map_max_entries(CONNECT_COUNTERS_MAP, sizes.max_connect_entries)
             .load(PROBE_OBJECT)
             .map_err(|error| load_hint(error.into()))?;
 
         let states = PROBES
             .iter()
             .map(|spec| {
-                let skipped = attach(&mut ebpf, spec).err().map(|error| format!("{error:#}"));
+                let skipped = attach(&mut ebpf, spec, settings.cgroup_v2_root).err().map(|error| format!("{error:#}"));
                 match &skipped {
                     None => info!(probe = spec.program, hook = %spec.hook, signal = %spec.signal, "probe attached"),
                     Some(reason) => warn!(
@@ -101,6 +130,12 @@ impl Probes {
         let runqueue = signal_attached(&states, Signal::RunQueue)
             .then(|| runqueue::RunQueueMaps::take(&mut ebpf))
             .transpose()?;
+        let dns = signal_attached(&states, Signal::Dns)
+            .then(|| dns::DnsMaps::take(&mut ebpf))
+            .transpose()?;
+        let connect = signal_attached(&states, Signal::TcpConnect)
+            .then(|| connect::ConnectMaps::take(&mut ebpf))
+            .transpose()?;
         let probe_stats = PerCpuArray::try_from(
             ebpf.take_map(PROBE_STATS_MAP)
                 .with_context(|| format!("probe object has no map {PROBE_STATS_MAP}"))?,
@@ -110,6 +145,8 @@ impl Probes {
             ebpf,
             states,
             runqueue,
+            dns,
+            connect,
             probe_stats,
         })
     }
@@ -148,7 +185,7 @@ fn signal_attached(states: &[ProbeState], signal: Signal) -> bool {
         .all(|state| state.skipped.is_none())
 }
 
-fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<()> {
+fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec, cgroup_v2_root: &Path) -> anyhow::Result<()> {
     let program = ebpf
         .program_mut(spec.program)
         .with_context(|| format!("probe object has no program {}", spec.program))?;
@@ -160,6 +197,28 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<()> {
                 .attach(tracepoint)
                 .with_context(|| format!("attaching to raw tracepoint {tracepoint} failed"))?;
         }
+        Hook::CgroupSkbIngress | Hook::CgroupSkbEgress => {
+            let attach_type = match spec.hook {
+                Hook::CgroupSkbIngress => CgroupSkbAttachType::Ingress,
+                _ => CgroupSkbAttachType::Egress,
+            };
+            let program: &mut CgroupSkb = program.try_into()?;
+            program.load().context("loading failed (verifier log above, if any)")?;
+            let root = File::open(cgroup_v2_root)
+                .with_context(|| format!("opening the cgroup v2 root {} failed", cgroup_v2_root.display()))?;
+            // On Linux 5.7 and later aya attaches through a bpf link, which
+            // always runs next to other programs on the root (a CNI, another
+            // agent); the kernel rejects any link flags, so the mode must be
+            // Single (flags 0). Older kernels get an exclusive attachment.
+            program
+                .attach(&root, attach_type, CgroupAttachMode::Single)
+                .with_context(|| {
+                    format!(
+                        "attaching to the cgroup v2 root {} failed; cgroup_skb programs need CAP_NET_ADMIN",
+                        cgroup_v2_root.display()
+                    )
+                })?;
+        }
     }
     Ok(())
 }
@@ -170,6 +229,7 @@ fn kernel_offsets(btf: &KernelBtf) -> anyhow::Result<KernelOffsets> {
     let state = btf
         .member_offset("task_struct", "__state")
         .or_else(|_| btf.member_offset("task_struct", "state"))?;
+    let common = btf.member_offset("sock", "__sk_common")?.byte_offset;
     Ok(KernelOffsets {
         task_pid: btf.member_offset("task_struct", "pid")?.byte_offset,
         task_state: state.byte_offset,
@@ -179,6 +239,15 @@ fn kernel_offsets(btf: &KernelBtf) -> anyhow::Result<KernelOffsets> {
         cgroup_kn: btf.member_offset("cgroup", "kn")?.byte_offset,
         kernfs_node_id: btf.member_offset("kernfs_node", "id")?.byte_offset,
         _padding: 0,
+        sock_family: common + btf.member_offset("sock_common", "skc_family")?.byte_offset,
+        sock_daddr: common + btf.member_offset("sock_common", "skc_daddr")?.byte_offset,
+        sock_v6_daddr: common + btf.member_offset("sock_common", "skc_v6_daddr")?.byte_offset,
+        sock_dport: common + btf.member_offset("sock_common", "skc_dport")?.byte_offset,
+        sock_err: btf.member_offset("sock", "sk_err")?.byte_offset,
+        // Before Linux 5.6 sk_protocol was an 8-bit bitfield.
+        sock_protocol: Some(btf.member_offset("sock", "sk_protocol")?)
+            .filter(|member| member.bitfield_size == 0 && member.size == 2)
+            .map_or(0, |member| member.byte_offset),
     })
 }
 

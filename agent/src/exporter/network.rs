@@ -1,0 +1,206 @@
+//! DNS and TCP connect series. Only cgroups that showed DNS or connect
+//! traffic get them, so idle groups add no series.
+
+use std::fmt::Error as FmtError;
+
+use agent_common::dns::{QTYPES, RCODE_SLOTS};
+use prometheus_client::{
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Unit,
+};
+
+use super::{Labels, exported_histogram, group_labels};
+use crate::engine::{
+    GroupReport,
+    network::{attempts, failures},
+};
+
+/// RCODE names from the IANA DNS parameters registry; codes 12 to 15 are
+/// unassigned and exported as `RCODE12` and so on.
+const RCODE_NAMES: [&str; 12] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH",
+    "NOTZONE", "DSOTYPENI",
+];
+
+fn rcode_name(rcode: usize) -> String {
+    RCODE_NAMES
+        .get(rcode)
+        .map_or_else(|| format!("RCODE{rcode}"), |name| (*name).to_owned())
+}
+
+fn qtype_name(slot: usize) -> &'static str {
+    QTYPES.get(slot).map_or("OTHER", |(_, name)| name)
+}
+
+pub(super) fn encode_dns(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
+    let active: Vec<&GroupReport> = groups.iter().filter(|group| !group.dns.is_empty()).collect();
+    {
+        let mut metric = encoder.encode_descriptor(
+            "dns_queries",
+            "DNS queries sent by the cgroup's sockets, by query type; a retransmission of an unanswered query is not counted again.",
+            None,
+            MetricType::Counter,
+        )?;
+        for group in &active {
+            for (slot, &count) in group.dns.counters.queries.iter().enumerate() {
+                if count == 0 {
+                    continue;
+                }
+                let mut labels = group_labels(group, node);
+                labels.push(("qtype", qtype_name(slot)));
+                ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+    }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "dns_responses",
+            "DNS responses the cgroup's sockets received to their queries, by response code.",
+            None,
+            MetricType::Counter,
+        )?;
+        for group in &active {
+            for rcode in 0..RCODE_SLOTS {
+                let count = group.dns.counters.responses[rcode];
+                if count == 0 {
+                    continue;
+                }
+                let name = rcode_name(rcode);
+                let mut labels = group_labels(group, node);
+                labels.push(("rcode", name.as_str()));
+                ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+    }
+    for (name, help, value) in [
+        (
+            "dns_timeouts",
+            "DNS queries of the cgroup that got no response within the agent's --dns-timeout.",
+            (|group: &GroupReport| group.dns.timeouts) as fn(&GroupReport) -> u64,
+        ),
+        (
+            "dns_malformed_packets",
+            "Packets to or from a DNS port in the cgroup that could not be parsed as DNS.",
+            |group| group.dns.counters.malformed,
+        ),
+        (
+            "dns_unmatched_responses",
+            "DNS responses over UDP that matched no query in flight: late answers after a timeout, duplicates, or spoofing attempts.",
+            |group| group.dns.counters.unmatched_responses,
+        ),
+    ] {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for group in &active {
+            let labels = group_labels(group, node);
+            ConstCounter::new(value(group)).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "dns_latency",
+            "Time from a DNS query leaving the cgroup's socket to the matching response arriving, per answered query.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for group in &active {
+            let labels = group_labels(group, node);
+            let (sum, count, buckets) = exported_histogram(&group.dns.counters.latency);
+            metric
+                .encode_family(&labels)?
+                .encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "dns_nxdomain_ratio",
+        "NXDOMAIN responses per DNS query over the classification window; search-domain expansion (ndots) raises it.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for group in &active {
+        let Some(evidence) = &group.evidence else { continue };
+        let labels = group_labels(group, node);
+        ConstGauge::new(evidence.dns.nxdomain_ratio).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+pub(super) fn encode_connect(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
+    let active: Vec<&GroupReport> = groups.iter().filter(|group| !group.connect.destinations.is_empty()).collect();
+    {
+        let mut metric = encoder.encode_descriptor(
+            "tcp_connects",
+            "TCP connects of the cgroup by destination and outcome: established, refused (reset), timeout (SYN retransmissions ran out), abandoned (closed by the caller before established) or error.",
+            None,
+            MetricType::Counter,
+        )?;
+        for group in &active {
+            for (destination, counters) in &group.connect.destinations {
+                let destination = destination.to_string();
+                for (outcome, count) in [
+                    ("established", counters.established),
+                    ("refused", counters.refused),
+                    ("timeout", counters.timed_out),
+                    ("abandoned", counters.abandoned),
+                    ("error", counters.other_error),
+                ] {
+                    let mut labels = group_labels(group, node);
+                    labels.push(("destination", destination.as_str()));
+                    labels.push(("outcome", outcome));
+                    ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
+                }
+            }
+        }
+    }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "tcp_connect_latency",
+            "Time from the SYN a connect() sent to the connection being established, per established connect.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for group in &active {
+            for (destination, counters) in &group.connect.destinations {
+                let destination = destination.to_string();
+                let mut labels = group_labels(group, node);
+                labels.push(("destination", destination.as_str()));
+                let (sum, count, buckets) = exported_histogram(&counters.latency);
+                metric
+                    .encode_family(&labels)?
+                    .encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
+            }
+        }
+    }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "tcp_connect_destinations_folded",
+            "Distinct connect destinations of the cgroup counted under destination=\"other\" because of --max-destinations.",
+            None,
+            MetricType::Counter,
+        )?;
+        for group in &active {
+            let labels = group_labels(group, node);
+            ConstCounter::new(group.connect.folded_destinations).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "tcp_connect_failure_ratio",
+        "Failed TCP connects (refused, timeout, abandoned, error) per connect that ended, over the classification window.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for group in &active {
+        let Some(window) = &group.connect_window else { continue };
+        for (destination, counters) in &window.destinations {
+            let ended = attempts(counters);
+            if ended == 0 {
+                continue;
+            }
+            let destination = destination.to_string();
+            let mut labels = group_labels(group, node);
+            labels.push(("destination", destination.as_str()));
+            ConstGauge::new(failures(counters) as f64 / ended as f64).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
