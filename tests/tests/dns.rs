@@ -196,3 +196,46 @@ fn getaddrinfo_search_domains_show_as_nxdomain() {
     let error = (agent_mean * rounds - client_mean).abs() / client_mean;
     assert!(error < 0.10, "per-lookup latency off by {:.1}%", error * 100.0);
 }
+
+#[test]
+fn classify_reports_dns_evidence() {
+    require_root();
+    let netns = NetNs::new();
+    netns.set_resolv_conf(
+        "nameserver 127.0.0.1\nsearch a.search.test b.search.test\noptions ndots:5 attempts:1 timeout:2\n",
+    );
+    let server_group = TestCgroup::new("dns-server");
+    let client_group = TestCgroup::new("resolver");
+    let _server = start_server(&netns, &server_group);
+    // About 150 ms per lookup, so 40 lookups outlast the measurement.
+    let out = netns.scratch_file("classify.out");
+    let mut command = netns.command(binary("net-client"));
+    command.arg("resolve").arg(&out).args(["40", "api.example"]);
+    let client = Workload::spawn_in(&client_group, command);
+    thread::sleep(Duration::from_millis(300));
+
+    let output = std::process::Command::new(binary("agent"))
+        .args(["classify", "--pid", &client.pid().to_string(), "--duration", "2s", "--output", "json"])
+        .output()
+        .expect("running agent classify");
+    let text = std::process::Command::new(binary("agent"))
+        .args(["classify", "--pid", &client.pid().to_string(), "--duration", "1s"])
+        .output()
+        .expect("running agent classify");
+
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    eprintln!("{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("classify JSON: {error}: {}", String::from_utf8_lossy(&output.stderr)));
+    let queries = report["dns"]["queries"].as_u64().expect("dns.queries");
+    let ratio = report["dns"]["nxdomain_ratio"].as_f64().expect("dns.nxdomain_ratio");
+    let p99 = report["dns"]["p99_seconds"].as_f64().expect("dns.p99_seconds");
+    assert!(queries >= 12, "only {queries} queries in 2 s");
+    assert!((ratio - 4.0 / 6.0).abs() < 0.1, "nxdomain ratio {ratio}");
+    assert!((0.05..0.14).contains(&p99), "p99 {p99} s, with a server delay of 50 ms");
+    assert_eq!(report["dns"]["timeouts"], 0);
+    assert_eq!(report["process"]["cgroup"], client_group.relative.as_str());
+    let dns_line = stdout.lines().find(|line| line.trim_start().starts_with("DNS")).unwrap_or_default();
+    assert!(dns_line.contains("NXDOMAIN"), "{stdout}");
+    assert!(stdout.contains("TCP connect"), "{stdout}");
+}
