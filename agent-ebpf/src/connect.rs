@@ -2,7 +2,7 @@
 //! tracepoint (`const struct sock *sk, int oldstate, int newstate`).
 //!
 //! CLOSE to SYN_SENT happens inside `connect()`, in the caller's process
-//! context, so the current cgroup there is the caller's; it is stored with
+//! context, so the current cgroup there is the caller's. It is stored with
 //! the start time, keyed by the socket. The handshake ends later, usually
 //! in softirq where the current task is unrelated: SYN_SENT to ESTABLISHED
 //! is a success, SYN_SENT to CLOSE a failure whose cause is `sk_err`.

@@ -3,7 +3,7 @@
 //! resolver library or runtime made them.
 //!
 //! A query is a packet leaving a socket towards a configured DNS port with
-//! the QR bit clear; a response is a packet arriving from such a port with
+//! the QR bit clear. A response is a packet arriving from such a port with
 //! QR set. They are matched by socket cookie and transaction id. Server
 //! sockets are left out by that direction rule: a server receives queries
 //! on ingress and sends responses on egress, which neither program counts.
@@ -93,13 +93,13 @@ impl Direction {
     }
 }
 
-/// Where the DNS message starts and which transport carried it.
+/// Offset of a DNS message in the packet, and its transport.
 struct Message {
     offset: usize,
     tcp: bool,
 }
 
-/// Why a packet on a DNS port was not counted as a query or response.
+/// Reason a packet was not counted as a query or response.
 enum Skip {
     /// Not DNS traffic of interest: another port, no payload, a server's
     /// side of the exchange.
@@ -126,6 +126,7 @@ fn on_packet(ctx: &SkBuffContext, direction: Direction) {
 #[inline(always)]
 fn locate_message(ctx: &SkBuffContext, direction: Direction) -> Result<Message, Skip> {
     let first: u8 = ctx.skb.load(0).map_err(|_| Skip::Ignored)?;
+
     let (protocol, transport) = match first >> 4 {
         4 => {
             let header_bytes = usize::from(first & 0x0f) * 4;
@@ -144,6 +145,7 @@ fn locate_message(ctx: &SkBuffContext, direction: Direction) -> Result<Message, 
     if protocol != IPPROTO_UDP && protocol != IPPROTO_TCP {
         return Err(Skip::Ignored);
     }
+
     let ports: [u8; 4] = ctx.skb.load(transport).map_err(|_| Skip::Ignored)?;
     let server_port = match direction {
         Direction::Egress => u16::from_be_bytes([ports[2], ports[3]]),
@@ -158,6 +160,7 @@ fn locate_message(ctx: &SkBuffContext, direction: Direction) -> Result<Message, 
             tcp: false,
         });
     }
+
     let data_offset: u8 = ctx.skb.load(transport + 12).map_err(|_| Skip::Malformed)?;
     let payload = transport + usize::from(data_offset >> 4) * 4;
     if ctx.skb.len() as usize <= payload {
@@ -328,7 +331,7 @@ fn with_counters(probe: ProbeId, cgroup: u64, update: impl FnOnce(&mut DnsCounte
     };
     // SAFETY: this CPU's copy of a per-CPU value, valid while the program
     // runs. NOTE: an ingress run in softirq can interrupt an egress run on
-    // the same CPU and update the same copy, so in rare cases one increment
-    // is lost; the counts are not atomic.
+    // the same CPU and update the same copy. The counts are not atomic, so
+    // in rare cases one increment is lost.
     update(unsafe { &mut *counters });
 }

@@ -9,8 +9,7 @@ pub const RCODE_SERVFAIL: u8 = 2;
 pub const RCODE_NXDOMAIN: u8 = 3;
 pub const RCODE_REFUSED: u8 = 5;
 
-/// A query for `name` (dot separated, no trailing dot) with recursion
-/// desired.
+/// Encodes a query for `name` (dot separated) with recursion desired.
 pub fn encode_query(transaction_id: u16, name: &str, qtype: u16) -> Vec<u8> {
     let mut message = Vec::with_capacity(32 + name.len());
     message.extend_from_slice(&transaction_id.to_be_bytes());
@@ -66,8 +65,8 @@ pub fn parse_question(message: &[u8]) -> Option<Question> {
     })
 }
 
-/// A response to `question` with `rcode`, and, for NOERROR to an A or
-/// AAAA question, one answer from the documentation ranges (192.0.2.1,
+/// Encodes a response to `question` with `rcode` and, for NOERROR to an
+/// A or AAAA question, one answer from the documentation ranges (192.0.2.1,
 /// 2001:db8::1), which nothing in the tests ever contacts.
 pub fn encode_response(question: &Question, rcode: u8) -> Vec<u8> {
     let answer: Option<&[u8]> = match (rcode, question.qtype) {

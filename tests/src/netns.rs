@@ -48,7 +48,7 @@ impl NetNs {
         fs::write(self.etc_dir.join("nsswitch.conf"), "hosts: files dns\n").expect("writing nsswitch.conf");
     }
 
-    /// A command that runs `program` inside the namespace.
+    /// Builds a command that runs `program` inside the namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.name]).arg(program);

@@ -22,7 +22,8 @@ const CLOSED_V4: &str = "127.0.0.1:8082";
 const CLOSED_V6: &str = "[::1]:8082";
 const FULL_BACKLOG: &str = "127.0.0.1:8081";
 
-/// A listener in the namespace and its pid (for SIGUSR1).
+/// Starts a listener in the namespace and returns it with its pid (for
+/// SIGUSR1).
 fn start_listener(netns: &NetNs, cgroup: &TestCgroup, mode: &str, address: &str) -> (Workload, i32) {
     let ready = netns.scratch_file(&format!("{mode}-{}.ready", address.replace([':', '[', ']'], "_")));
     let mut command = netns.command(binary("tcp-server"));
@@ -113,7 +114,7 @@ fn connect_outcomes_and_latency_per_destination() {
         count(&fast, "established")
     );
 
-    // The clients saw what the listeners were set up to do.
+    // The clients got the outcomes the listeners were set up to cause.
     assert_eq!(count(&fast, "established"), 10, "fast connects seen by the client");
     assert_eq!(count(&fast, "refused"), 5, "refused connects seen by the client");
     assert_eq!(slow[0].outcome, "established", "slow connect seen by the client");
@@ -142,7 +143,8 @@ fn connect_outcomes_and_latency_per_destination() {
     assert!(slow_error < 0.10, "slow connect latency off by {:.1}%", slow_error * 100.0);
     // Loopback connects take tens of microseconds, as long as the
     // syscall itself, so only an upper bound is meaningful for them.
-    assert!(fast_agent > 0.0 && fast_agent <= fast_client, "fast connects: agent {fast_agent} s, client {fast_client} s");
+    assert!(fast_agent > 0.0, "fast connects: agent {fast_agent} s");
+    assert!(fast_agent <= fast_client, "fast connects: agent {fast_agent} s, client {fast_client} s");
 
     // The listeners' own sockets are not connects.
     let server_connects: f64 = scrape

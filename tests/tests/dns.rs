@@ -100,7 +100,7 @@ fn dns_udp_and_tcp_match_client_timing() {
         tcp.len()
     );
 
-    // The clients saw what the server was told to do.
+    // The clients got the responses the server was set up to send.
     assert_eq!(count(&udp, "0"), 6, "udp NOERROR seen by the client");
     assert_eq!(count(&udp, "3"), 4, "udp NXDOMAIN seen by the client");
     assert_eq!(count(&udp, "timeout"), 3, "udp timeouts seen by the client");
@@ -145,7 +145,7 @@ fn getaddrinfo_search_domains_show_as_nxdomain() {
     require_root();
     let netns = NetNs::new();
     // Kubernetes-like: with ndots:5 a name with fewer dots is tried under
-    // every search domain first, and the test server answers NXDOMAIN for
+    // every search domain first, and the test server returns NXDOMAIN for
     // every name under .search.test.
     netns.set_resolv_conf(
         "nameserver 127.0.0.1\nsearch a.search.test b.search.test\noptions ndots:5 attempts:1 timeout:2\n",
@@ -157,8 +157,8 @@ fn getaddrinfo_search_domains_show_as_nxdomain() {
     const LOOKUPS: usize = 5;
 
     // The window ratio is a delta from the group's first sample, which
-    // already holds whatever came before the agent first saw the group; a
-    // warm-up lookup of an absolute name (no search domains, no NXDOMAIN)
+    // already contains whatever came before the agent first saw the group.
+    // A warm-up lookup of an absolute name (no search domains, no NXDOMAIN)
     // puts that first sample ahead of the lookups measured.
     let warm_up = run_client(&netns, &client_group, "warm-up.out", &["resolve", "1", "warm-up.example."]);
     thread::sleep(Duration::from_millis(300));

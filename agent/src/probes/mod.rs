@@ -47,7 +47,7 @@ pub struct MapSizes {
     pub max_connect_entries: u32,
 }
 
-/// Where and how the probes attach, besides map sizes.
+/// Probe settings besides map sizes: DNS ports and the attach point.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeSettings<'a> {
     pub sizes: MapSizes,
@@ -208,7 +208,7 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec, cgroup_v2_root: &Path) -> anyhow::R
                 .with_context(|| format!("opening the cgroup v2 root {} failed", cgroup_v2_root.display()))?;
             // On Linux 5.7 and later aya attaches through a bpf link, which
             // always runs next to other programs on the root (a CNI, another
-            // agent); the kernel rejects any link flags, so the mode must be
+            // agent). The kernel rejects link flags, so the mode must be
             // Single (flags 0). Older kernels get an exclusive attachment.
             program
                 .attach(&root, attach_type, CgroupAttachMode::Single)

@@ -2,7 +2,7 @@
 //! the test made.
 //!
 //! `dns-server PORT DELAY_MS READY_FILE` listens on UDP and TCP at 127.0.0.1 and ::1
-//! and answers every query after DELAY_MS milliseconds, by the first label
+//! and responds to every query after DELAY_MS milliseconds, by the first label
 //! of the name (or its suffix):
 //!
 //! - `nx-*` or names ending in `.search.test`: NXDOMAIN
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The response code for a name, or `None` to stay silent.
+/// Chooses the response code for a name, or `None` to stay silent.
 fn rcode_for(question: &Question) -> Option<u8> {
     let name = question.name.as_str();
     if name.starts_with("silent-") {

@@ -114,7 +114,7 @@ fn dns_queries(transport: &str, server: SocketAddr, timeout: Duration, queries: 
     Ok(lines)
 }
 
-/// `name/QTYPE` with QTYPE `A` or `AAAA`; a bare name asks for A.
+/// Splits `name/QTYPE` (QTYPE `A` or `AAAA`); a bare name is queried for A.
 fn split_query(query: &str) -> (&str, u16) {
     match query.rsplit_once('/') {
         Some((name, "AAAA")) => (name, dns_wire::TYPE_AAAA),
@@ -165,7 +165,7 @@ fn socket_for(address: SocketAddr) -> std::io::Result<i32> {
     if fd < 0 { Err(std::io::Error::last_os_error()) } else { Ok(fd) }
 }
 
-/// The address as a `sockaddr_storage` and its length.
+/// Converts the address to a `sockaddr_storage` and its length.
 fn raw_address(address: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain data; all zeros is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };

@@ -59,7 +59,8 @@ fn main() -> ExitCode {
 
 fn serve_backlog(listener: &TcpListener, address: SocketAddr, ready_file: &str) -> ExitCode {
     // SAFETY: listen on a valid socket; a second listen() only changes the
-    // backlog. With a backlog of 0 the accept queue holds one connection.
+    // backlog. With a backlog of 0 the accept queue has room for one
+    // connection.
     if unsafe { libc::listen(listener.as_raw_fd(), 0) } != 0 {
         eprintln!("tcp-server: listen(0) failed: {}", std::io::Error::last_os_error());
         return ExitCode::FAILURE;
