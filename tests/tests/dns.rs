@@ -21,9 +21,13 @@ const SERVER: &str = "127.0.0.1:53";
 const CLIENT_TIMEOUT_MS: &str = "700";
 
 fn start_server(netns: &NetNs, cgroup: &TestCgroup) -> Workload {
-    let ready = netns.scratch_file("dns-server.ready");
+    start_server_on(netns, cgroup, 53)
+}
+
+fn start_server_on(netns: &NetNs, cgroup: &TestCgroup, port: u16) -> Workload {
+    let ready = netns.scratch_file(&format!("dns-server-{port}.ready"));
     let mut command = netns.command(binary("dns-server"));
-    command.arg("53").arg(SERVER_DELAY_MS.to_string()).arg(&ready);
+    command.arg(port.to_string()).arg(SERVER_DELAY_MS.to_string()).arg(&ready);
     let server = Workload::spawn_in(cgroup, command);
     wait_for_file(&ready, Duration::from_secs(10));
     server
@@ -238,4 +242,86 @@ fn classify_reports_dns_evidence() {
     let dns_line = stdout.lines().find(|line| line.trim_start().starts_with("DNS")).unwrap_or_default();
     assert!(dns_line.contains("NXDOMAIN"), "{stdout}");
     assert!(stdout.contains("TCP connect"), "{stdout}");
+}
+
+#[test]
+fn dig_over_ipv6_tcp_and_second_port() {
+    require_root();
+    let netns = NetNs::new();
+    let server_group = TestCgroup::new("dns-server");
+    let client_group = TestCgroup::new("dig");
+    let _server = start_server_on(&netns, &server_group, 53);
+    let _second_server = start_server_on(&netns, &server_group, 5353);
+    let agent = Agent::start(&["--dns-ports", "53,5353"]);
+    let answers = netns.scratch_file("dig.txt");
+    let done = netns.scratch_file("dig.done");
+    // dig has a resolver of its own (BIND's), unlike glibc; it sends an
+    // EDNS OPT record, which the probes must step over.
+    let script = format!(
+        "for query in '@127.0.0.1 ok-1.example A' '@::1 ok-2.example AAAA' '@::1 +tcp nx-1.example A' \
+         '@127.0.0.1 -p 5353 ok-3.example A' '@::1 -p 5353 +tcp nx-2.example AAAA'; do \
+         dig +tries=1 +time=2 $query >> {answers}; done; echo done > {done}",
+        answers = answers.display(),
+        done = done.display()
+    );
+    let mut command = netns.command("sh");
+    command.args(["-c", &script]);
+    let _client = Workload::spawn_in(&client_group, command);
+    wait_for_results(&done, Duration::from_secs(30));
+    thread::sleep(Duration::from_millis(300));
+    let scrape = agent.scrape();
+
+    let text = std::fs::read_to_string(&answers).expect("dig output");
+    let dig_seconds: f64 = text
+        .lines()
+        .filter_map(|line| line.strip_prefix(";; Query time: ")?.strip_suffix(" msec")?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1e3;
+    let value = |name: &str, extra: &[(&str, &str)]| dns_value(&scrape, name, &client_group, extra);
+    let agent_seconds = value("chokepoint_dns_latency_seconds_sum", &[]);
+    eprintln!("dig: agent {agent_seconds:.4} s, dig's own query times {dig_seconds:.4} s");
+
+    assert_eq!(text.matches("status: NOERROR").count(), 3, "{text}");
+    assert_eq!(text.matches("status: NXDOMAIN").count(), 2, "{text}");
+    assert_eq!(value("chokepoint_dns_queries_total", &[("qtype", "A")]), 3.0);
+    assert_eq!(value("chokepoint_dns_queries_total", &[("qtype", "AAAA")]), 2.0);
+    assert_eq!(value("chokepoint_dns_responses_total", &[("rcode", "NOERROR")]), 3.0);
+    assert_eq!(value("chokepoint_dns_responses_total", &[("rcode", "NXDOMAIN")]), 2.0);
+    assert_eq!(value("chokepoint_dns_latency_seconds_count", &[]), 5.0);
+    assert_eq!(value("chokepoint_dns_malformed_packets_total", &[]), 0.0);
+    // dig reports whole milliseconds, five times.
+    let error = (agent_seconds - dig_seconds).abs() / dig_seconds;
+    assert!(error < 0.10, "dig latency off by {:.1}%", error * 100.0);
+}
+
+#[test]
+fn malformed_packets_counted_apart() {
+    require_root();
+    let netns = NetNs::new();
+    let server_group = TestCgroup::new("dns-server");
+    let client_group = TestCgroup::new("garbage");
+    let _server = start_server(&netns, &server_group);
+    let agent = Agent::start(&[]);
+    let payloads = [
+        "1234",                                     // shorter than a DNS header
+        "abcd010000010000000000003f616263",         // a label running past the end
+        "abcd01000000000000000000",                 // a query without a question
+        "abcd0100000100000000000080616263000001",   // a label length with reserved bits
+    ];
+
+    let mut args = vec!["raw-udp", SERVER];
+    args.extend_from_slice(&payloads);
+    let sent = run_client(&netns, &client_group, "raw.out", &args);
+    thread::sleep(Duration::from_millis(300));
+    let scrape = agent.scrape();
+
+    let value = |name: &str| dns_value(&scrape, name, &client_group, &[]);
+    assert_eq!(sent.len(), payloads.len());
+    assert_eq!(value("chokepoint_dns_malformed_packets_total"), payloads.len() as f64);
+    let queries: f64 = scrape
+        .matching("chokepoint_dns_queries_total", &[("cgroup", client_group.relative.as_str())])
+        .map(|sample| sample.value)
+        .sum();
+    assert_eq!(queries, 0.0);
+    assert_eq!(value("chokepoint_dns_timeouts_total"), 0.0);
 }

@@ -11,6 +11,8 @@
 //! OUTCOME is `established`, `refused`, `timeout` or `error`.
 //! `net-client abandon OUT WAIT_MS ADDRESS`: a non-blocking connect closed
 //! after WAIT_MS milliseconds unless it was established by then.
+//! `net-client raw-udp OUT SERVER HEX...`: sends each hex string as one
+//! datagram and waits for nothing; OUTCOME is `sent`.
 
 use std::{
     env, fs,
@@ -46,6 +48,10 @@ fn main() -> ExitCode {
                 })
                 .collect();
             (out.to_string(), Ok(lines))
+        }
+        ["raw-udp", out, server, payloads @ ..] => {
+            let Ok(server) = server.parse() else { return usage() };
+            (out.to_string(), send_raw(server, payloads))
         }
         ["abandon", out, wait_ms, address] => {
             let (Ok(wait_ms), Ok(address)) = (wait_ms.parse(), address.parse()) else { return usage() };
@@ -251,10 +257,23 @@ fn abandon(address: SocketAddr, wait: Duration) -> String {
     format!("{address} {outcome} {}", started.elapsed().as_nanos())
 }
 
+fn send_raw(server: SocketAddr, payloads: &[&str]) -> std::io::Result<Vec<String>> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    let mut lines = Vec::new();
+    for payload in payloads {
+        let bytes: Vec<u8> = (0..payload.len() / 2)
+            .filter_map(|index| u8::from_str_radix(&payload[index * 2..index * 2 + 2], 16).ok())
+            .collect();
+        socket.send_to(&bytes, server)?;
+        lines.push(format!("{payload} sent 0"));
+    }
+    Ok(lines)
+}
+
 fn usage() -> ExitCode {
     eprintln!(
         "usage: net-client dns udp|tcp SERVER TIMEOUT_MS OUT NAME/QTYPE... | resolve OUT COUNT NAME | \
-         connect OUT SYN_COUNT ADDRESS... | abandon OUT WAIT_MS ADDRESS"
+         connect OUT SYN_COUNT ADDRESS... | abandon OUT WAIT_MS ADDRESS | raw-udp OUT SERVER HEX..."
     );
     ExitCode::from(2)
 }
