@@ -28,7 +28,7 @@ const PROBE: ProbeId = ProbeId::InetSockSetState;
 
 /// Default sizes; the agent overrides both from its configuration.
 const MAX_PENDING_CONNECTS: u32 = 16_384;
-const MAX_DESTINATIONS: u32 = 16_384;
+const MAX_DESTINATIONS: u32 = 4_096;
 
 // TCP states from include/net/tcp_states.h.
 const TCP_ESTABLISHED: u64 = 1;

@@ -19,7 +19,7 @@ use agent_common::{
 };
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_skb_cgroup_id},
     macros::{cgroup_skb, map},
     maps::{HashMap, PerCpuHashMap},
@@ -61,8 +61,12 @@ static ZERO_COUNTERS: DnsCounters = DnsCounters::ZERO;
 static DNS_PENDING: HashMap<DnsQueryKey, DnsPendingQuery> =
     HashMap::with_max_entries(MAX_PENDING_QUERIES, 0);
 
+/// Not preallocated: a preallocated per-CPU map reserves max_entries times
+/// 584 bytes on every CPU, while most cgroups never make a DNS query.
+/// cgroup_skb programs may use such maps on every kernel that has them.
 #[map]
-static DNS_COUNTERS: PerCpuHashMap<u64, DnsCounters> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+static DNS_COUNTERS: PerCpuHashMap<u64, DnsCounters> =
+    PerCpuHashMap::with_max_entries(MAX_CGROUPS, BPF_F_NO_PREALLOC);
 
 #[cgroup_skb(egress)]
 pub fn dns_egress(ctx: SkBuffContext) -> i32 {
