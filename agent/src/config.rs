@@ -55,9 +55,9 @@ pub struct EngineArgs {
 
     /// (cgroup, destination) pairs the kernel keeps connect counters for,
     /// node-wide; connects to further pairs are counted as lost
-    /// (reason="map_full"). The map is per-CPU and preallocated (raw
-    /// tracepoint programs need that before Linux 6.1): 384 bytes per entry
-    /// per CPU, so 1.5 MiB per CPU at the default.
+    /// (reason="map_full"). The map is per-CPU and preallocated, because
+    /// older kernels allow tracing programs only preallocated hash maps:
+    /// 384 bytes per entry per CPU, so 1.5 MiB per CPU at the default.
     #[arg(long, default_value_t = 4_096, env = "CHOKEPOINT_MAX_CONNECT_ENTRIES")]
     pub max_connect_entries: u32,
 
