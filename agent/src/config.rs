@@ -152,6 +152,32 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    fn engine_config(args: &[&str]) -> anyhow::Result<EngineConfig> {
+        use clap::Parser as _;
+        let command = Command::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))?;
+        command.engine.engine_config(Duration::from_secs(30))
+    }
+
+    #[test]
+    fn dns_ports_parse_and_validate() {
+        let default = engine_config(&[]).unwrap();
+        let two = engine_config(&["--dns-ports", "53,5353"]).unwrap();
+
+        assert_eq!(default.dns_ports.port_count, 1);
+        assert_eq!(default.dns_ports.ports[0], 53);
+        assert_eq!(two.dns_ports.port_count, 2);
+        assert_eq!(&two.dns_ports.ports[..2], &[53, 5353]);
+        assert!(engine_config(&["--dns-ports", "0"]).is_err());
+        assert!(engine_config(&["--dns-ports", "1,2,3,4,5,6,7,8,9"]).is_err());
+        assert!(engine_config(&["--dns-timeout", "0s"]).is_err());
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));

@@ -95,7 +95,9 @@ impl Probes {
             bail!("this agent was built with AYA_BUILD_SKIP set, so it has no probes; rebuild it without that variable");
         }
         let btf = KernelBtf::from_sys_fs()?;
-        let offsets = kernel_offsets(&btf)?;
+        let mut offsets = kernel_offsets(&btf)?;
+        // Without these the connect probe alone is skipped, with the reason.
+        let sock_offsets = add_sock_offsets(&btf, &mut offsets).map_err(|error| format!("{error:#}"));
 
         let mut ebpf = EbpfLoader::new()
             .override_global(KERNEL_OFFSETS_SYMBOL, &offsets, true)
@@ -112,7 +114,10 @@ impl Probes {
         let states = PROBES
             .iter()
             .map(|spec| {
-                let skipped = attach(&mut ebpf, spec, settings.cgroup_v2_root).err().map(|error| format!("{error:#}"));
+                let skipped = match (&sock_offsets, spec.signal) {
+                    (Err(reason), Signal::TcpConnect) => Some(format!("kernel BTF lacks a struct sock field: {reason}")),
+                    _ => attach(&mut ebpf, spec, settings.cgroup_v2_root).err().map(|error| format!("{error:#}")),
+                };
                 match &skipped {
                     None => info!(probe = spec.program, hook = %spec.hook, signal = %spec.signal, "probe attached"),
                     Some(reason) => warn!(
@@ -229,7 +234,6 @@ fn kernel_offsets(btf: &KernelBtf) -> anyhow::Result<KernelOffsets> {
     let state = btf
         .member_offset("task_struct", "__state")
         .or_else(|_| btf.member_offset("task_struct", "state"))?;
-    let common = btf.member_offset("sock", "__sk_common")?.byte_offset;
     Ok(KernelOffsets {
         task_pid: btf.member_offset("task_struct", "pid")?.byte_offset,
         task_state: state.byte_offset,
@@ -238,17 +242,24 @@ fn kernel_offsets(btf: &KernelBtf) -> anyhow::Result<KernelOffsets> {
         css_set_dfl_cgrp: btf.member_offset("css_set", "dfl_cgrp")?.byte_offset,
         cgroup_kn: btf.member_offset("cgroup", "kn")?.byte_offset,
         kernfs_node_id: btf.member_offset("kernfs_node", "id")?.byte_offset,
-        _padding: 0,
-        sock_family: common + btf.member_offset("sock_common", "skc_family")?.byte_offset,
-        sock_daddr: common + btf.member_offset("sock_common", "skc_daddr")?.byte_offset,
-        sock_v6_daddr: common + btf.member_offset("sock_common", "skc_v6_daddr")?.byte_offset,
-        sock_dport: common + btf.member_offset("sock_common", "skc_dport")?.byte_offset,
-        sock_err: btf.member_offset("sock", "sk_err")?.byte_offset,
-        // Before Linux 5.6 sk_protocol was an 8-bit bitfield.
-        sock_protocol: Some(btf.member_offset("sock", "sk_protocol")?)
-            .filter(|member| member.bitfield_size == 0 && member.size == 2)
-            .map_or(0, |member| member.byte_offset),
+        ..KernelOffsets::default()
     })
+}
+
+/// Adds the `struct sock` offsets the connect probe reads.
+fn add_sock_offsets(btf: &KernelBtf, offsets: &mut KernelOffsets) -> anyhow::Result<()> {
+    let common = btf.member_offset("sock", "__sk_common")?.byte_offset;
+    offsets.sock_family = common + btf.member_offset("sock_common", "skc_family")?.byte_offset;
+    offsets.sock_daddr = common + btf.member_offset("sock_common", "skc_daddr")?.byte_offset;
+    // Missing on kernels built without IPv6.
+    offsets.sock_v6_daddr = common + btf.member_offset("sock_common", "skc_v6_daddr")?.byte_offset;
+    offsets.sock_dport = common + btf.member_offset("sock_common", "skc_dport")?.byte_offset;
+    offsets.sock_err = btf.member_offset("sock", "sk_err")?.byte_offset;
+    // Before Linux 5.6 sk_protocol was an 8-bit bitfield; 0 tells the probe
+    // not to filter on it.
+    let protocol = btf.member_offset("sock", "sk_protocol")?;
+    offsets.sock_protocol = if protocol.bitfield_size == 0 && protocol.size == 2 { protocol.byte_offset } else { 0 };
+    Ok(())
 }
 
 /// Adds the usual cause to a load failure that comes from missing
@@ -262,5 +273,28 @@ fn load_hint(error: anyhow::Error) -> anyhow::Error {
         )
     } else {
         error.context("loading the probe object failed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sock_offsets_on_running_kernel() {
+        // Skipped where the kernel has no BTF (e.g. a build container).
+        let Ok(btf) = KernelBtf::from_sys_fs() else { return };
+        let mut offsets = KernelOffsets::default();
+
+        add_sock_offsets(&btf, &mut offsets).unwrap();
+
+        // skc_family, skc_dport and skc_daddr sit in the first bytes of
+        // sock_common, itself at the start of struct sock.
+        assert!(offsets.sock_daddr < 16, "{offsets:?}");
+        assert!(offsets.sock_dport < 16, "{offsets:?}");
+        assert!(offsets.sock_family < 24, "{offsets:?}");
+        assert!(offsets.sock_v6_daddr > offsets.sock_family, "{offsets:?}");
+        assert!(offsets.sock_err > offsets.sock_v6_daddr, "{offsets:?}");
+        assert_ne!(offsets.sock_protocol, 0, "sk_protocol is a u16 since Linux 5.6");
     }
 }
