@@ -26,6 +26,7 @@ pub struct NetNs {
 
 impl NetNs {
     /// Makes `chokepoint-<pid>-<n>` with its loopback up.
+    #[expect(clippy::new_without_default, reason = "creating a namespace is a side effect, not a default value")]
     pub fn new() -> Self {
         let name = format!("chokepoint-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         run(Command::new("ip").args(["netns", "add", &name]));
