@@ -189,3 +189,44 @@ fn connect_destinations_fold_into_other() {
     assert_eq!(folded, 2.0);
     assert_eq!(total, 5.0, "every connect counted once");
 }
+
+#[test]
+fn classify_reports_connect_failures() {
+    require_root();
+    let netns = NetNs::new();
+    let servers = TestCgroup::new("servers");
+    let client_group = TestCgroup::new("failing-client");
+    let _backlog = start_listener(&netns, &servers, "backlog", FULL_BACKLOG);
+    // After 1.5 s, so that classify has attached its probes (a connect
+    // that started earlier is not timed): a refused connect, then one that
+    // times out after about 3 s (TCP_SYNCNT 1).
+    let out = netns.scratch_file("failing.out");
+    let script = format!(
+        "sleep 1.5; exec {} connect {} 1 {CLOSED_V4} {FULL_BACKLOG}",
+        binary("net-client").display(),
+        out.display()
+    );
+    let mut command = netns.command("sh");
+    command.args(["-c", &script]);
+    let client = (Workload::spawn_in(&client_group, command), out);
+
+    let output = std::process::Command::new(binary("agent"))
+        .args(["classify", "--pid", &client.0.pid().to_string(), "--duration", "6s", "--output", "json"])
+        .output()
+        .expect("running agent classify");
+    let results = finish(client);
+
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("classify JSON: {error}: {}", String::from_utf8_lossy(&output.stderr)));
+    eprintln!("{}", report["connect"]);
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[1].outcome, "timeout", "the client's second connect");
+    assert_eq!(report["connect"]["refused"], 1);
+    assert_eq!(report["connect"]["timed_out"], 1);
+    assert_eq!(report["connect"]["established"], 0);
+    // Both destinations failed once; a tie goes to the lower address and
+    // port.
+    assert_eq!(report["connect"]["worst_destination"], FULL_BACKLOG);
+    assert_eq!(report["connect"]["worst_destination_failures"], 1);
+    assert_eq!(report["connect"]["failure_ratio"], 1.0);
+}
