@@ -129,21 +129,20 @@ fn on_packet(ctx: &SkBuffContext, direction: Direction) {
 /// header in cgroup_skb programs.
 #[inline(always)]
 fn locate_message(ctx: &SkBuffContext, direction: Direction) -> Result<Message, Skip> {
-    let first: u8 = ctx.skb.load(0).map_err(|_| Skip::Ignored)?;
+    // One load covers what is needed of both IP headers, which are at
+    // least 20 (IPv4) and 40 (IPv6) bytes long; every helper call costs.
+    let ip: [u8; 10] = ctx.skb.load(0).map_err(|_| Skip::Ignored)?;
 
-    let (protocol, transport) = match first >> 4 {
+    let (protocol, transport) = match ip[0] >> 4 {
         4 => {
-            let header_bytes = usize::from(first & 0x0f) * 4;
-            let fragment: [u8; 2] = ctx.skb.load(6).map_err(|_| Skip::Ignored)?;
             // A fragment other than the first carries no transport header.
-            if u16::from_be_bytes(fragment) & 0x1fff != 0 {
+            if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
                 return Err(Skip::Ignored);
             }
-            let protocol: u8 = ctx.skb.load(9).map_err(|_| Skip::Ignored)?;
-            (protocol, header_bytes)
+            (ip[9], usize::from(ip[0] & 0x0f) * 4)
         }
         // IPv6 extension headers are not walked: such packets are not seen.
-        6 => (ctx.skb.load::<u8>(6).map_err(|_| Skip::Ignored)?, 40),
+        6 => (ip[6], 40),
         _ => return Err(Skip::Ignored),
     };
     if protocol != IPPROTO_UDP && protocol != IPPROTO_TCP {
