@@ -204,3 +204,89 @@ pub(super) fn encode_connect(encoder: &mut DescriptorEncoder, groups: &[GroupRep
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::SocketAddr,
+        sync::{Arc, RwLock},
+    };
+
+    use agent_common::{connect::ConnectCounters, histogram::LatencyHistogram};
+
+    use super::*;
+    use crate::engine::{
+        Snapshot,
+        network::{ConnectTotals, Destination, DnsTotals},
+    };
+
+    fn group(path: &str) -> GroupReport {
+        GroupReport {
+            id: 1,
+            path: path.to_owned(),
+            runqueue_total: LatencyHistogram::ZERO,
+            cpu: Default::default(),
+            cpu_limit: None,
+            dns: DnsTotals::default(),
+            connect: ConnectTotals::default(),
+            connect_window: None,
+            evidence: None,
+            verdict: None,
+        }
+    }
+
+    fn scrape(groups: Vec<GroupReport>) -> String {
+        let snapshot = Snapshot {
+            groups,
+            ..Snapshot::default()
+        };
+        let registry = crate::exporter::registry(Arc::new(RwLock::new(Arc::new(snapshot))), "node-a".to_owned());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn dns_series_by_qtype_and_rcode() {
+        let mut busy = group("/pod-a");
+        busy.dns.counters.queries[7] = 4; // AAAA
+        busy.dns.counters.queries[QTYPES.len()] = 1; // OTHER
+        busy.dns.counters.responses[3] = 2; // NXDOMAIN
+        busy.dns.counters.responses[13] = 1; // unassigned
+        busy.dns.timeouts = 1;
+
+        let text = scrape(vec![busy, group("/idle")]);
+
+        assert!(text.contains("chokepoint_dns_queries_total{node=\"node-a\",cgroup=\"/pod-a\",qtype=\"AAAA\"} 4\n"), "{text}");
+        assert!(text.contains("qtype=\"OTHER\"} 1\n"), "{text}");
+        assert!(text.contains("rcode=\"NXDOMAIN\"} 2\n"), "{text}");
+        assert!(text.contains("rcode=\"RCODE13\"} 1\n"), "{text}");
+        assert!(text.contains("chokepoint_dns_timeouts_total{node=\"node-a\",cgroup=\"/pod-a\"} 1\n"), "{text}");
+        let idle_dns = text
+            .lines()
+            .filter(|line| line.starts_with("chokepoint_dns") && line.contains("cgroup=\"/idle\""))
+            .count();
+        assert_eq!(idle_dns, 0, "idle group has DNS series:\n{text}");
+    }
+
+    #[test]
+    fn connect_series_by_destination_and_outcome() {
+        let mut client = group("/pod-b");
+        let mut counters = ConnectCounters::ZERO;
+        counters.established = 3;
+        counters.abandoned = 1;
+        let address: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        client.connect.destinations.insert(Destination::Address(address), counters);
+        client.connect.destinations.insert(Destination::Other, ConnectCounters::ZERO);
+        client.connect.folded_destinations = 5;
+        client.connect_window = Some(client.connect.clone());
+
+        let text = scrape(vec![client]);
+
+        assert!(text.contains("destination=\"[2001:db8::1]:443\",outcome=\"established\"} 3\n"), "{text}");
+        assert!(text.contains("destination=\"[2001:db8::1]:443\",outcome=\"abandoned\"} 1\n"), "{text}");
+        assert!(text.contains("destination=\"other\",outcome=\"refused\"} 0\n"), "{text}");
+        assert!(text.contains("chokepoint_tcp_connect_destinations_folded_total{node=\"node-a\",cgroup=\"/pod-b\"} 5\n"), "{text}");
+        assert!(text.contains("chokepoint_tcp_connect_failure_ratio{node=\"node-a\",cgroup=\"/pod-b\",destination=\"[2001:db8::1]:443\"} 0.25\n"), "{text}");
+    }
+}
