@@ -77,7 +77,7 @@ fn connect_outcomes_and_latency_per_destination() {
     let servers = TestCgroup::new("servers");
     let fast_group = TestCgroup::new("fast-client");
     let slow_group = TestCgroup::new("slow-client");
-    let abandon_group = TestCgroup::new("abandon-client");
+    let abandon_group = TestCgroup::new("nonblocking-client");
     let _fast_v4 = start_listener(&netns, &servers, "listen", FAST_V4);
     let _fast_v6 = start_listener(&netns, &servers, "listen", FAST_V6);
     let (_backlog, backlog_pid) = start_listener(&netns, &servers, "backlog", FULL_BACKLOG);
@@ -98,7 +98,8 @@ fn connect_outcomes_and_latency_per_destination() {
     // With TCP_SYNCNT 1 the kernel gives up after one retransmission, at
     // about 3 s, instead of the default 127 s.
     let timed_out = finish(start_client(&netns, &slow_group, "timeout.out", "connect", &["1", FULL_BACKLOG]));
-    let abandoned = finish(start_client(&netns, &abandon_group, "abandon.out", "abandon", &["200", FULL_BACKLOG]));
+    let abandoned = finish(start_client(&netns, &abandon_group, "abandon.out", "nonblocking", &["200", FULL_BACKLOG]));
+    let nonblocking = finish(start_client(&netns, &abandon_group, "nonblocking.out", "nonblocking", &["1000", FAST_V4]));
     thread::sleep(Duration::from_millis(300));
     let scrape = agent.scrape();
 
@@ -121,6 +122,7 @@ fn connect_outcomes_and_latency_per_destination() {
     assert!(slow_client_seconds > 0.9, "slow connect took only {slow_client_seconds} s");
     assert_eq!(timed_out[0].outcome, "timeout", "timed-out connect seen by the client");
     assert_eq!(abandoned[0].outcome, "abandoned", "abandoned connect seen by the client");
+    assert_eq!(nonblocking[0].outcome, "established", "non-blocking connect seen by the client");
 
     // IPv4, IPv6 and v4-mapped IPv6 (labelled as IPv4).
     assert_eq!(connects(&scrape, &fast_group, FAST_V4, "established"), 7.0);
@@ -138,6 +140,8 @@ fn connect_outcomes_and_latency_per_destination() {
     assert_eq!(connects(&scrape, &slow_group, FULL_BACKLOG, "timeout"), 1.0);
     assert_eq!(connects(&scrape, &abandon_group, FULL_BACKLOG, "abandoned"), 1.0);
     assert_eq!(connects(&scrape, &abandon_group, FULL_BACKLOG, "established"), 0.0);
+    assert_eq!(connects(&scrape, &abandon_group, FAST_V4, "established"), 1.0);
+    assert_eq!(connects(&scrape, &abandon_group, FAST_V4, "abandoned"), 0.0);
 
     let slow_error = (slow_agent - slow_client_seconds).abs() / slow_client_seconds;
     assert!(slow_error < 0.10, "slow connect latency off by {:.1}%", slow_error * 100.0);

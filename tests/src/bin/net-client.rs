@@ -9,8 +9,9 @@
 //! `net-client connect OUT SYN_COUNT ADDRESS...`: one blocking connect per
 //! address, with TCP_SYNCNT set to SYN_COUNT (0 keeps the system default);
 //! OUTCOME is `established`, `refused`, `timeout` or `error`.
-//! `net-client abandon OUT WAIT_MS ADDRESS`: a non-blocking connect closed
-//! after WAIT_MS milliseconds unless it was established by then.
+//! `net-client nonblocking OUT WAIT_MS ADDRESS`: a non-blocking connect,
+//! polled for up to WAIT_MS milliseconds, then closed; OUTCOME is
+//! `established` or `abandoned`.
 //! `net-client raw-udp OUT SERVER HEX...`: sends each hex string as one
 //! datagram and waits for nothing; OUTCOME is `sent`.
 
@@ -53,9 +54,9 @@ fn main() -> ExitCode {
             let Ok(server) = server.parse() else { return usage() };
             (out.to_string(), send_raw(server, payloads))
         }
-        ["abandon", out, wait_ms, address] => {
+        ["nonblocking", out, wait_ms, address] => {
             let (Ok(wait_ms), Ok(address)) = (wait_ms.parse(), address.parse()) else { return usage() };
-            (out.to_string(), Ok(vec![abandon(address, Duration::from_millis(wait_ms))]))
+            (out.to_string(), Ok(vec![connect_nonblocking(address, Duration::from_millis(wait_ms))]))
         }
         _ => return usage(),
     };
@@ -233,7 +234,7 @@ fn connect_once(address: SocketAddr, syn_count: i32) -> String {
     format!("{address} {outcome} {elapsed}")
 }
 
-fn abandon(address: SocketAddr, wait: Duration) -> String {
+fn connect_nonblocking(address: SocketAddr, wait: Duration) -> String {
     let fd = match socket_for(address) {
         Ok(fd) => fd,
         Err(error) => return format!("{address} error:{error} 0"),
@@ -251,9 +252,17 @@ fn abandon(address: SocketAddr, wait: Duration) -> String {
     };
     // SAFETY: poll on one valid pollfd.
     let ready = unsafe { libc::poll(&mut poll, 1, wait.as_millis() as i32) };
+    let mut error: i32 = 0;
+    let mut length = mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: getsockopt writes an int into a valid pointer.
+    unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut error as *mut i32).cast(), &mut length) };
     // SAFETY: closes the socket this function opened.
     unsafe { libc::close(fd) };
-    let outcome = if ready > 0 { "completed" } else { "abandoned" };
+    let outcome = match (ready, error) {
+        (0, _) => "abandoned".to_owned(),
+        (_, 0) => "established".to_owned(),
+        (_, error) => format!("error:{error}"),
+    };
     format!("{address} {outcome} {}", started.elapsed().as_nanos())
 }
 
@@ -273,7 +282,7 @@ fn send_raw(server: SocketAddr, payloads: &[&str]) -> std::io::Result<Vec<String
 fn usage() -> ExitCode {
     eprintln!(
         "usage: net-client dns udp|tcp SERVER TIMEOUT_MS OUT NAME/QTYPE... | resolve OUT COUNT NAME | \
-         connect OUT SYN_COUNT ADDRESS... | abandon OUT WAIT_MS ADDRESS | raw-udp OUT SERVER HEX..."
+         connect OUT SYN_COUNT ADDRESS... | nonblocking OUT WAIT_MS ADDRESS | raw-udp OUT SERVER HEX..."
     );
     ExitCode::from(2)
 }
