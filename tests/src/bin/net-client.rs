@@ -116,7 +116,7 @@ fn dns_queries(transport: &str, server: SocketAddr, timeout: Duration, queries: 
                 lines.push(format!("{query} {outcome} {elapsed}"));
             }
         }
-        _ => return Err(std::io::Error::other(format!("unknown transport {transport}"))),
+        _ => return Err(std::io::Error::other(format!("invalid transport {transport}: expected udp or tcp"))),
     }
     Ok(lines)
 }
