@@ -93,6 +93,15 @@ impl EngineArgs {
                 self.dns_ports
             );
         }
+        for (name, value) in [
+            ("--max-dns-pending", self.max_dns_pending),
+            ("--max-connects-pending", self.max_connects_pending),
+            ("--max-connect-entries", self.max_connect_entries),
+        ] {
+            if value == 0 {
+                anyhow::bail!("invalid {name} 0: a kernel map needs at least one entry");
+            }
+        }
         if self.dns_timeout.is_zero() {
             anyhow::bail!("invalid --dns-timeout 0: expected a positive duration such as 5s");
         }
@@ -176,6 +185,7 @@ mod tests {
         assert!(engine_config(&["--dns-ports", "0"]).is_err());
         assert!(engine_config(&["--dns-ports", "1,2,3,4,5,6,7,8,9"]).is_err());
         assert!(engine_config(&["--dns-timeout", "0s"]).is_err());
+        assert!(engine_config(&["--max-connect-entries", "0"]).is_err());
     }
 
     #[test]
