@@ -86,6 +86,19 @@ pub struct KernelOffsets {
     /// Zero when the kernel lacks it; then a throttled task's whole wait
     /// counts as throttle delay.
     pub cfs_rq_throttled_clock_self_time: u32,
+    /// `sock.__sk_common.skc_family` (a u16: AF_INET or AF_INET6).
+    pub sock_family: u32,
+    /// `sock.__sk_common.skc_daddr` (IPv4 destination, network order).
+    pub sock_daddr: u32,
+    /// `sock.__sk_common.skc_v6_daddr` (IPv6 destination).
+    pub sock_v6_daddr: u32,
+    /// `sock.__sk_common.skc_dport` (destination port, network order).
+    pub sock_dport: u32,
+    /// `sock.sk_err` (an int: the pending socket error).
+    pub sock_err: u32,
+    /// `sock.sk_protocol` (a u16 since Linux 5.6), or 0 when it is a
+    /// bitfield (older kernels) and the probe cannot filter on it.
+    pub sock_protocol: u32,
 }
 
 /// The kernel offers no way to see throttling; no wait counts as throttled.

@@ -6,6 +6,8 @@
 #![no_std]
 
 pub mod block;
+pub mod connect;
+pub mod dns;
 pub mod histogram;
 pub mod iowait;
 pub mod kernel;

@@ -12,6 +12,9 @@ pub enum ProbeId {
     SchedWakeupNew = 2,
     BlockRqIssue = 3,
     BlockRqComplete = 4,
+    DnsEgress = 8,
+    DnsIngress = 9,
+    InetSockSetState = 10,
 }
 
 /// Size of [`PROBE_STATS_MAP`]: one more than the largest [`ProbeId`]

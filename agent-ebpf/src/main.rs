@@ -14,6 +14,10 @@ mod block;
 #[cfg(target_arch = "bpf")]
 mod iowait;
 #[cfg(target_arch = "bpf")]
+mod connect;
+#[cfg(target_arch = "bpf")]
+mod dns;
+#[cfg(target_arch = "bpf")]
 mod runqueue;
 #[cfg(target_arch = "bpf")]
 mod stats;

@@ -1,4 +1,5 @@
-//! Reads of `task_struct` fields at offsets the agent found in BTF.
+//! Reads of kernel struct fields (`task_struct`, `sock`) at offsets the
+//! agent found in BTF.
 
 use agent_common::kernel::{CGROUP_HIERARCHY_V1_CPU, KernelOffsets, THROTTLE_SOURCE_CFS_RQ, THROTTLE_SOURCE_TASK_FLAG};
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_probe_read_kernel};
@@ -31,6 +32,12 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     gendisk_major: 0,
     gendisk_first_minor: 0,
     cfs_rq_throttled_clock_self_time: 0,
+    sock_family: 0,
+    sock_daddr: 0,
+    sock_v6_daddr: 0,
+    sock_dport: 0,
+    sock_err: 0,
+    sock_protocol: 0,
 };
 
 #[inline(always)]
@@ -38,6 +45,20 @@ pub fn offsets() -> KernelOffsets {
     // SAFETY: a volatile read keeps the compiler from folding the
     // initializer above into the code; the loader rewrites the value.
     unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+}
+
+/// Any kernel struct pointer taken from a tracepoint argument.
+#[derive(Clone, Copy)]
+pub struct Kernel(pub *const u8);
+
+impl Kernel {
+    /// Reads a `T` at `offset` bytes from the pointer.
+    #[inline(always)]
+    pub fn read<T>(self, offset: u32) -> Result<T, i32> {
+        // SAFETY: bpf_probe_read_kernel checks the address and returns an
+        // error instead of faulting.
+        unsafe { bpf_probe_read_kernel(self.0.wrapping_add(offset as usize).cast::<T>()) }
+    }
 }
 
 /// A kernel `struct task_struct *` taken from a tracepoint argument.

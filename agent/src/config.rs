@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use clap::Args;
 
+use agent_common::dns::{DnsConfig, MAX_DNS_PORTS};
+
 use crate::{
     cgroup::HierarchyChoice,
     classifier::Thresholds,
-    engine::EngineConfig,
+    engine::{EngineConfig, network::NetworkConfig},
     identity::{DEFAULT_CONTAINER_LOG_DIR, DEFAULT_POD_LOG_DIR, PodLogSources},
     probes::MapSizes,
 };
@@ -62,6 +64,39 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 16_384, env = "CHOKEPOINT_MAX_BLOCK_REQUESTS")]
     pub max_block_requests: u32,
 
+    /// Server ports whose UDP and TCP traffic is parsed as DNS, comma
+    /// separated (at most 8).
+    #[arg(long, default_value = "53", value_delimiter = ',', env = "CHOKEPOINT_DNS_PORTS")]
+    pub dns_ports: Vec<u16>,
+
+    /// Time after which a DNS query without a response counts as a timeout
+    /// (chokepoint_dns_timeouts_total), e.g. 5s.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "CHOKEPOINT_DNS_TIMEOUT")]
+    pub dns_timeout: Duration,
+
+    /// DNS queries that can be in flight at once, node-wide; further ones
+    /// are counted but not timed (reason="map_full").
+    #[arg(long, default_value_t = 16_384, env = "CHOKEPOINT_MAX_DNS_PENDING")]
+    pub max_dns_pending: u32,
+
+    /// TCP connects that can be in flight (SYN sent, not yet ended) at once,
+    /// node-wide; further ones are not measured (reason="map_full").
+    #[arg(long, default_value_t = 16_384, env = "CHOKEPOINT_MAX_CONNECTS_PENDING")]
+    pub max_connects_pending: u32,
+
+    /// TCP connect destinations (address and port) exported per cgroup;
+    /// further ones are summed into destination="other".
+    #[arg(long, default_value_t = 32, env = "CHOKEPOINT_MAX_DESTINATIONS")]
+    pub max_destinations: usize,
+
+    /// (cgroup, destination) pairs the kernel keeps connect counters for,
+    /// node-wide; connects to further pairs are counted as lost
+    /// (reason="map_full"). The map is per-CPU and preallocated, because
+    /// older kernels allow tracing programs only preallocated hash maps:
+    /// 384 bytes per entry per CPU, so 1.5 MiB per CPU at the default.
+    #[arg(long, default_value_t = 4_096, env = "CHOKEPOINT_MAX_CONNECT_ENTRIES")]
+    pub max_connect_entries: u32,
+
     /// Share of a group's runnable time spent waiting for a CPU (0 to 1)
     /// above which CPU is its bottleneck.
     #[arg(long, default_value_t = Thresholds::default().runqueue_wait_share)]
@@ -91,6 +126,29 @@ impl EngineArgs {
                 anyhow::bail!("invalid {name} {value}: expected a share between 0 and 1");
             }
         }
+        if self.dns_ports.is_empty() || self.dns_ports.len() > MAX_DNS_PORTS || self.dns_ports.contains(&0) {
+            anyhow::bail!(
+                "invalid --dns-ports {:?}: expected 1 to {MAX_DNS_PORTS} ports from 1 to 65535, such as 53,5353",
+                self.dns_ports
+            );
+        }
+        for (name, value) in [
+            ("--max-dns-pending", self.max_dns_pending),
+            ("--max-connects-pending", self.max_connects_pending),
+            ("--max-connect-entries", self.max_connect_entries),
+        ] {
+            if value == 0 {
+                anyhow::bail!("invalid {name} 0: a kernel map needs at least one entry");
+            }
+        }
+        if self.dns_timeout.is_zero() {
+            anyhow::bail!("invalid --dns-timeout 0: expected a positive duration such as 5s");
+        }
+        let mut dns_ports = DnsConfig {
+            port_count: self.dns_ports.len() as u32,
+            ..DnsConfig::default()
+        };
+        dns_ports.ports[..self.dns_ports.len()].copy_from_slice(&self.dns_ports);
         if self.tick.is_zero() {
             anyhow::bail!("invalid --tick 0: expected a positive duration such as 1s");
         }
@@ -107,12 +165,20 @@ impl EngineArgs {
                 max_cgroups: self.max_cgroups,
                 max_threads: self.max_threads,
                 max_block_requests: self.max_block_requests,
+                max_dns_pending: self.max_dns_pending,
+                max_connects_pending: self.max_connects_pending,
+                max_connect_entries: self.max_connect_entries,
             },
             btf: self.btf.clone(),
             hierarchy: self.cgroup_hierarchy,
             pod_logs: PodLogSources {
                 pod_log_dir: self.pod_log_dir.clone(),
                 container_log_dir: Some(self.container_log_dir.clone()).filter(|dir| !dir.as_os_str().is_empty()),
+            },
+            dns_ports,
+            network: NetworkConfig {
+                dns_timeout: self.dns_timeout,
+                max_destinations: self.max_destinations,
             },
         })
     }
@@ -141,6 +207,33 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    fn engine_config(args: &[&str]) -> anyhow::Result<EngineConfig> {
+        use clap::Parser as _;
+        let command = Command::try_parse_from(std::iter::once("agent").chain(args.iter().copied()))?;
+        command.engine.engine_config(Duration::from_secs(30), Duration::ZERO)
+    }
+
+    #[test]
+    fn dns_ports_parse_and_validate() {
+        let default = engine_config(&[]).unwrap();
+        let two = engine_config(&["--dns-ports", "53,5353"]).unwrap();
+
+        assert_eq!(default.dns_ports.port_count, 1);
+        assert_eq!(default.dns_ports.ports[0], 53);
+        assert_eq!(two.dns_ports.port_count, 2);
+        assert_eq!(&two.dns_ports.ports[..2], &[53, 5353]);
+        assert!(engine_config(&["--dns-ports", "0"]).is_err());
+        assert!(engine_config(&["--dns-ports", "1,2,3,4,5,6,7,8,9"]).is_err());
+        assert!(engine_config(&["--dns-timeout", "0s"]).is_err());
+        assert!(engine_config(&["--max-connect-entries", "0"]).is_err());
+    }
 
     #[test]
     fn durations() {

@@ -5,6 +5,7 @@
 //! snapshot as it is, so series of removed cgroups disappear with them.
 
 mod block_io;
+mod network;
 mod throttle;
 
 use std::{borrow::Cow, fmt::Error as FmtError};
@@ -73,6 +74,8 @@ impl Collector for Exporter {
             .map(|guard| guard.clone())
             .map_err(|_| FmtError)?;
         encode_groups(&mut encoder, &snapshot.groups, &self.node)?;
+        network::encode_dns(&mut encoder, &snapshot.groups, &self.node)?;
+        network::encode_connect(&mut encoder, &snapshot.groups, &self.node)?;
         encode_probes(&mut encoder, &snapshot.probes, &self.node)?;
         Ok(())
     }

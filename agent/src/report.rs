@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::{
-    classifier::{Class, Evidence, Verdict},
+    classifier::{Class, ConnectEvidence, DnsEvidence, Evidence, Verdict},
     engine::{GroupReport, Neighbour},
 };
 
@@ -62,6 +62,10 @@ pub struct ClassifyReport {
     pub neighbours: Vec<Neighbour>,
     pub cpu_throttling: cpu_io::ThrottleReport,
     pub blkio_wait: cpu_io::IoWaitReport,
+    /// DNS over the window: queries, response codes, timeouts, latency.
+    pub dns: DnsEvidence,
+    /// TCP connects that ended in the window, and the worst destination.
+    pub connect: ConnectEvidence,
     pub verdict: Verdict,
     /// One sentence naming the primary bottleneck.
     pub summary: String,
@@ -106,6 +110,8 @@ impl ClassifyReport {
             neighbours: group.neighbours.clone(),
             cpu_throttling: cpu_io::ThrottleReport::new(&evidence),
             blkio_wait: cpu_io::IoWaitReport::new(&evidence),
+            dns: evidence.dns,
+            connect: evidence.connect,
             summary: summary(verdict.primary, &evidence),
             advice: advice(verdict.primary).iter().map(|line| (*line).to_owned()).collect(),
             verdict,
@@ -171,6 +177,8 @@ impl ClassifyReport {
         }
         self.cpu_throttling.write_text(&mut text);
         self.blkio_wait.write_text(&mut text);
+        let _ = writeln!(text, "  DNS             {}", dns_line(&self.dns));
+        let _ = writeln!(text, "  TCP connect     {}", connect_line(&self.connect));
         for finding in self.verdict.findings.iter().skip(1) {
             let _ = writeln!(text, "  also holds      {} ({:.0}% of runnable time)", finding.class, finding.cost_share * 100.0);
         }
@@ -203,6 +211,53 @@ impl ClassifyReport {
             .map_or_else(|| "no CPU limit".to_owned(), |cores| format!("limit {cores:.2} cores"));
         format!("{used} ({limit}; {} CPUs on the node)", self.node_cores)
     }
+}
+
+fn dns_line(dns: &DnsEvidence) -> String {
+    if dns.queries == 0 && dns.timeouts == 0 {
+        return "no queries seen".to_owned();
+    }
+    format!(
+        "{} queries, p50 {}, p99 {}; NXDOMAIN {} ({:.0}% of queries, the cost of search-domain expansion); \
+         SERVFAIL {}, REFUSED {}, other errors {}, timeouts {} ({:.0}% of queries failed)",
+        dns.queries,
+        format_seconds(dns.p50_seconds),
+        format_seconds(dns.p99_seconds),
+        dns.nxdomain,
+        dns.nxdomain_ratio * 100.0,
+        dns.servfail,
+        dns.refused,
+        dns.other_error_responses,
+        dns.timeouts,
+        dns.failure_ratio * 100.0,
+    )
+}
+
+fn connect_line(connect: &ConnectEvidence) -> String {
+    if connect.attempts == 0 {
+        return "no connects ended".to_owned();
+    }
+    let mut line = format!(
+        "{} ended: {} established (p50 {}, p99 {}), {} refused, {} timed out, {} abandoned, {} other errors ({:.0}% failed)",
+        connect.attempts,
+        connect.established,
+        format_seconds(connect.p50_seconds),
+        format_seconds(connect.p99_seconds),
+        connect.refused,
+        connect.timed_out,
+        connect.abandoned,
+        connect.other_errors,
+        connect.failure_ratio * 100.0,
+    );
+    if let Some(worst) = connect.worst_destination {
+        let _ = write!(
+            line,
+            "; worst destination {worst}: {} failed ({:.0}% of its connects)",
+            connect.worst_destination_failures,
+            connect.worst_destination_failure_ratio * 100.0
+        );
+    }
+    line
 }
 
 fn summary(primary: Class, evidence: &Evidence) -> String {

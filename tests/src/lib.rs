@@ -8,15 +8,18 @@
 pub mod agent;
 pub mod block;
 pub mod cgroups;
+pub mod dns_wire;
 pub mod kernel;
 pub mod kubelet;
 pub mod metrics;
+pub mod netns;
 pub mod process;
 pub mod scenario;
 
 pub use agent::Agent;
 pub use cgroups::TestCgroup;
 pub use metrics::Scrape;
+pub use netns::NetNs;
 pub use process::Workload;
 
 /// Fails the test unless it runs as root.
@@ -29,7 +32,8 @@ pub fn require_root() {
     );
 }
 
-/// Path of a binary built by this workspace: `agent` or `workload`.
+/// Path of a binary built by this workspace: `agent`, `workload` or a
+/// test helper such as `dns-server`.
 ///
 /// `CHOKEPOINT_AGENT` overrides the agent's path; otherwise both come from
 /// the workspace's debug target directory, which `cargo xtask test` fills.

@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use crate::engine::network::{ConnectEvidence, DnsEvidence};
 use crate::engine::{iowait::IoWaitEvidence, throttle::ThrottleEvidence};
 
 /// Bottleneck class: the cause that slows a group down.
@@ -87,6 +88,8 @@ pub struct Evidence {
     pub throttle: ThrottleEvidence,
     /// Block-I/O wait from the probes.
     pub iowait: IoWaitEvidence,
+    pub dns: DnsEvidence,
+    pub connect: ConnectEvidence,
 }
 
 impl Evidence {

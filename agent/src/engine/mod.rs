@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod iowait;
+pub mod network;
 pub mod pods;
 pub mod throttle;
 pub mod window;
@@ -21,7 +22,7 @@ use tracing::{debug, info};
 
 use crate::{
     cgroup::{
-        CgroupId, CgroupLayout, CgroupResolver, HierarchyChoice,
+        CgroupId, CgroupLayout, CgroupResolver, Hierarchy, HierarchyChoice,
         cpu_stat::{CpuLimit, CpuStat},
     },
     classifier::{self, Class, Evidence, Thresholds, Verdict, stability::Stability},
@@ -31,8 +32,10 @@ use crate::{
         throttle::ThrottleEvidence,
     },
     identity::{PodIdentity, PodLogSources},
-    probes::{MapSizes, ProbeCost, ProbeSpec, ProbeState, Probes},
+    probes::{MapSizes, ProbeCost, ProbeSettings, ProbeSpec, ProbeState, Probes},
 };
+use agent_common::dns::DnsConfig;
+use network::{ConnectEvidence, ConnectTotals, DnsEvidence, DnsTotals, NetworkConfig, NetworkState};
 use window::{Sample, Window, quantile_ns};
 
 #[derive(Clone, Debug)]
@@ -52,6 +55,9 @@ pub struct EngineConfig {
     pub hierarchy: HierarchyChoice,
     /// The kubelet's log folders that name pods and containers.
     pub pod_logs: PodLogSources,
+    /// Ports the DNS probes treat as DNS servers.
+    pub dns_ports: DnsConfig,
+    pub network: NetworkConfig,
 }
 
 /// One cgroup as of the latest tick.
@@ -73,6 +79,12 @@ pub struct GroupReport {
     pub iowait_total: WaitTotal,
     /// Block request latency per disk, for requests the group owns.
     pub block_latency: Vec<BlockSeries>,
+    /// Cumulative DNS counters, including timeouts the agent swept.
+    pub dns: DnsTotals,
+    /// Cumulative connect counters per destination, and over the window
+    /// (`None` until two ticks have passed).
+    pub connect: ConnectTotals,
+    pub connect_window: Option<ConnectTotals>,
     /// Measurements over the window; `None` until two ticks have passed.
     pub evidence: Option<Evidence>,
     pub verdict: Option<Verdict>,
@@ -129,6 +141,7 @@ pub struct Engine {
     watched: HashSet<CgroupId>,
     config: EngineConfig,
     node_cores: f64,
+    network: NetworkState,
 }
 
 impl Engine {
@@ -141,11 +154,18 @@ impl Engine {
             identifying = ?layout.identity,
             "cgroup hierarchies found; tasks are identified by their cgroup in the identifying hierarchy"
         );
-        let probes = Probes::load(config.map_sizes, config.btf.as_deref(), layout.identity)?;
+        let probes = Probes::load(&ProbeSettings {
+            sizes: config.map_sizes,
+            dns: config.dns_ports,
+            cgroup_v2_root: layout.v2_root.as_deref().filter(|_| layout.identity == Hierarchy::V2),
+            btf_file: config.btf.as_deref(),
+            hierarchy: layout.identity,
+        })?;
         let resolver = CgroupResolver::new(layout.identity_root().to_path_buf(), config.tick);
         let mut pods = pods::PodNames::new(config.pod_logs.clone());
         pods.refresh_if_due();
         let block = BlockAttribution::new(&layout, config.tick);
+        let network = NetworkState::new(config.network.clone());
         Ok(Self {
             probes,
             pods,
@@ -154,6 +174,7 @@ impl Engine {
             block,
             groups: HashMap::new(),
             watched: HashSet::new(),
+            network,
             config,
             node_cores: online_cpus(),
         })
@@ -219,6 +240,8 @@ impl Engine {
             None => HashMap::new(),
         };
 
+        let network = self.network.collect(&mut self.probes);
+
         self.resolver.walk_if_older_than(self.config.tick.max(CGROUP_WALK_INTERVAL));
         self.pods.refresh_if_due();
         let ids: HashSet<CgroupId> = runqueue
@@ -226,6 +249,8 @@ impl Engine {
             .chain(throttle_delay.keys())
             .chain(iowait.keys())
             .chain(block.keys())
+            .chain(network.dns.keys())
+            .chain(network.connect.keys())
             .chain(self.watched.iter())
             .copied()
             .chain(self.resolver.known_ids())
@@ -243,6 +268,8 @@ impl Engine {
                 neighbours: neighbours.remove(&id).unwrap_or_default(),
                 throttle_delay: throttle_delay.get(&id).copied().unwrap_or_default(),
                 iowait: iowait.get(&id).copied().unwrap_or_default(),
+                dns: network.dns.get(&id).copied().unwrap_or_default(),
+                connect: network.connect.get(&id).cloned().unwrap_or_default(),
             };
             let (span, min_duration) = (self.config.window, self.config.min_duration);
             let group = self.groups.entry(id).or_insert_with(|| {
@@ -283,6 +310,13 @@ impl Engine {
         if let Some(map) = self.probes.iowait.as_mut() {
             map.remove(id);
         }
+        if let Some(maps) = self.probes.dns.as_mut() {
+            maps.remove(id);
+        }
+        if let Some(maps) = self.probes.connect.as_mut() {
+            maps.remove(id);
+        }
+        self.network.forget(id);
     }
 
     fn snapshot(&mut self, now: Instant) -> Snapshot {
@@ -291,7 +325,7 @@ impl Engine {
         let layout = &self.layout;
         let mut groups = Vec::with_capacity(self.groups.len());
         for (&id, group) in &mut self.groups {
-            let Some(latest) = group.window.latest() else { continue };
+            let Some(latest) = group.window.latest().cloned() else { continue };
             let (runqueue_total, cpu) = (latest.runqueue, latest.cpu);
             let (throttle_delay_total, iowait_total) = (latest.throttle_delay, latest.iowait);
             let cpu_limit = cpu_limit_of(layout, &group.path);
@@ -319,6 +353,9 @@ impl Engine {
                 throttle_delay_total,
                 iowait_total,
                 block_latency: group.block_latency.clone(),
+                dns: latest.dns,
+                connect: latest.connect,
+                connect_window: delta.map(|delta| delta.connect),
                 evidence,
                 verdict,
                 neighbours,
@@ -416,8 +453,12 @@ fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores:
             wait_seconds: delta.iowait.total_ns as f64 / 1e9,
             waits: delta.iowait.count,
         },
+        dns: DnsEvidence::from_delta(&delta.dns),
+        connect: ConnectEvidence::from_delta(&delta.connect),
     }
 }
+
+/// Whether this tick read DNS or connect counters for the cgroup.
 
 /// CPUs online on the node; the agent's own affinity mask does not matter.
 fn online_cpus() -> f64 {

@@ -11,7 +11,10 @@ use agent_common::{
     wait_total::WaitTotal,
 };
 
-use super::throttle::ThrottleDelta;
+use super::{
+    network::{ConnectTotals, DnsTotals},
+    throttle::ThrottleDelta,
+};
 use crate::cgroup::{CgroupId, cpu_stat::CpuStat};
 
 /// Cumulative counters of one cgroup at one tick.
@@ -26,6 +29,8 @@ pub struct Sample {
     pub neighbours: Vec<(CgroupId, u64)>,
     pub throttle_delay: WaitTotal,
     pub iowait: WaitTotal,
+    pub dns: DnsTotals,
+    pub connect: ConnectTotals,
 }
 
 /// Change of one cgroup's counters between two samples.
@@ -41,6 +46,8 @@ pub struct Delta {
     pub neighbours: Vec<(CgroupId, u64)>,
     pub throttle: ThrottleDelta,
     pub iowait: WaitTotal,
+    pub dns: DnsTotals,
+    pub connect: ConnectTotals,
 }
 
 /// Samples covering at most `span`, oldest first, plus the latest one.
@@ -108,6 +115,8 @@ impl Window {
             neighbours: neighbours_delta(&last.neighbours, &first.neighbours),
             throttle: ThrottleDelta::between(&first.cpu, &last.cpu, last.throttle_delay.since(&first.throttle_delay)),
             iowait: last.iowait.since(&first.iowait),
+            dns: last.dns.since(&first.dns),
+            connect: last.connect.since(&first.connect),
         })
     }
 }
@@ -186,6 +195,8 @@ mod tests {
                 count: usage_ns / 1_000_000,
                 total_ns: usage_ns,
             },
+            dns: DnsTotals::default(),
+            connect: ConnectTotals::default(),
         }
     }
 

@@ -5,17 +5,21 @@
 //! degrades its signal alone, and is logged once with the reason.
 
 pub mod block;
+pub mod connect;
+pub mod dns;
 mod offsets;
 pub mod runqueue;
 mod spec;
 pub mod wait_total;
 
-use std::time::Duration;
+use std::{fs::File, path::Path, time::Duration};
 
 use agent_common::{
     block::{BLOCK_LATENCY_MAP, BLOCK_STARTED_MAP},
     iowait::{IOWAIT_SLOTS_MASK_SYMBOL, IOWAIT_STARTED_MAP, IOWAIT_TOTAL_MAP},
     kernel::KERNEL_OFFSETS_SYMBOL,
+    connect::{CONNECT_COUNTERS_MAP, CONNECT_PENDING_MAP},
+    dns::{DNS_CONFIG_SYMBOL, DNS_COUNTERS_MAP, DNS_PENDING_MAP, DnsConfig},
     probe::{PROBE_STATS_MAP, ProbeStats},
     runqueue::{RUNQ_ENQUEUED_MAP, RUNQ_LATENCY_MAP, RUNQ_NEIGHBOURS_MAP},
     throttle::{THROTTLE_DELAY_MAP, THROTTLE_STARTED_MAP},
@@ -24,7 +28,7 @@ use anyhow::{Context as _, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray},
-    programs::RawTracePoint,
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, RawTracePoint},
 };
 use tracing::{info, warn};
 
@@ -46,6 +50,28 @@ pub struct MapSizes {
     pub max_threads: u32,
     /// Block requests that can be in flight at once, node-wide.
     pub max_block_requests: u32,
+    /// DNS queries in flight (sent, not yet answered or timed out) at once.
+    pub max_dns_pending: u32,
+    /// TCP connects in flight (SYN sent, not yet ended) at once.
+    pub max_connects_pending: u32,
+    /// (cgroup, destination) pairs with connect counters, node-wide.
+    pub max_connect_entries: u32,
+}
+
+/// Probe settings besides map sizes: DNS ports and the attach point.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeSettings<'a> {
+    pub sizes: MapSizes,
+    /// Ports the DNS probes treat as DNS servers.
+    pub dns: DnsConfig,
+    /// Mount point of the cgroup v2 hierarchy, where cgroup_skb programs
+    /// attach; `None` when tasks are identified by their v1 `cpu`
+    /// cgroup, since packets carry only v2 cgroup ids.
+    pub cgroup_v2_root: Option<&'a Path>,
+    /// BTF file to use instead of the running kernel's.
+    pub btf_file: Option<&'a Path>,
+    /// The hierarchy whose cgroup ids the probes report.
+    pub hierarchy: Hierarchy,
 }
 
 /// Outcome of attaching one probe program at start-up.
@@ -76,25 +102,30 @@ pub struct Probes {
     /// Block-I/O wait per cgroup, measured by the `sched_switch` program.
     pub iowait: Option<WaitTotalMap>,
     pub block: Option<block::BlockMaps>,
+    pub dns: Option<dns::DnsMaps>,
+    pub connect: Option<connect::ConnectMaps>,
     probe_stats: PerCpuArray<MapData, ProbeStats>,
 }
 
 impl Probes {
     /// Loads the probe object and attaches every probe that the kernel
     /// supports.
-    pub fn load(sizes: MapSizes, btf_file: Option<&std::path::Path>, hierarchy: Hierarchy) -> anyhow::Result<Self> {
+    pub fn load(settings: &ProbeSettings<'_>) -> anyhow::Result<Self> {
+        let sizes = settings.sizes;
         if PROBE_OBJECT.is_empty() {
             bail!("this agent was built with AYA_BUILD_SKIP set, so it has no probes; rebuild it without that variable");
         }
-        let btf = match btf_file {
+        let btf = match settings.btf_file {
             Some(path) => KernelBtf::from_file(path)?,
             None => KernelBtf::from_sys_fs()?,
         };
-        let offsets = offsets::kernel_offsets(&btf, hierarchy)?;
+        let mut offsets = offsets::kernel_offsets(&btf, settings.hierarchy)?;
         info!(
             throttle_source = offsets::throttle_source_name(offsets.offsets.throttle_source),
             "throttle delay source chosen"
         );
+        // Without these the connect probe alone is skipped, with the reason.
+        let sock_offsets = add_sock_offsets(&btf, &mut offsets.offsets).map_err(|error| format!("{error:#}"));
 
         // The I/O wait array is indexed by masked thread id, so its size is
         // a power of two.
@@ -114,18 +145,24 @@ impl Probes {
             // more than a few disks.
             .map_max_entries(BLOCK_LATENCY_MAP, sizes.max_cgroups.saturating_mul(4))
             .map_max_entries(BLOCK_STARTED_MAP, sizes.max_block_requests)
+            .override_global(DNS_CONFIG_SYMBOL, &settings.dns, true)
+            .map_max_entries(DNS_COUNTERS_MAP, sizes.max_cgroups)
+            .map_max_entries(DNS_PENDING_MAP, sizes.max_dns_pending)
+            .map_max_entries(CONNECT_PENDING_MAP, sizes.max_connects_pending)
+            .map_max_entries(CONNECT_COUNTERS_MAP, sizes.max_connect_entries)
             .load(PROBE_OBJECT)
             .map_err(|error| load_hint(error.into()))?;
 
         let states = PROBES
             .iter()
             .map(|spec| {
-                let missing = (spec.signal == Signal::BlockLatency)
-                    .then_some(offsets.block_unavailable.as_deref())
-                    .flatten();
-                let skipped = match missing {
-                    Some(reason) => Some(reason.to_owned()),
-                    None => attach(&mut ebpf, spec).err().map(|error| format!("{error:#}")),
+                let skipped = match (spec.signal, &sock_offsets, settings.cgroup_v2_root) {
+                    (Signal::BlockLatency, ..) if offsets.block_unavailable.is_some() => offsets.block_unavailable.clone(),
+                    (Signal::TcpConnect, Err(reason), _) => Some(format!("kernel BTF lacks a struct sock field: {reason}")),
+                    (Signal::Dns, _, None) => Some(
+                        "packets carry only cgroup v2 ids, and this host identifies tasks by their v1 cpu cgroup".to_owned(),
+                    ),
+                    _ => attach(&mut ebpf, spec, settings.cgroup_v2_root).err().map(|error| format!("{error:#}")),
                 };
                 match &skipped {
                     None => info!(probe = spec.program, hook = %spec.hook, signal = %spec.signal, "probe attached"),
@@ -154,6 +191,12 @@ impl Probes {
         let block = signal_attached(&states, Signal::BlockLatency)
             .then(|| block::BlockMaps::take(&mut ebpf))
             .transpose()?;
+        let dns = signal_attached(&states, Signal::Dns)
+            .then(|| dns::DnsMaps::take(&mut ebpf))
+            .transpose()?;
+        let connect = signal_attached(&states, Signal::TcpConnect)
+            .then(|| connect::ConnectMaps::take(&mut ebpf))
+            .transpose()?;
         let probe_stats = PerCpuArray::try_from(
             ebpf.take_map(PROBE_STATS_MAP)
                 .with_context(|| format!("probe object has no map {PROBE_STATS_MAP}"))?,
@@ -166,6 +209,8 @@ impl Probes {
             throttle_delay,
             iowait,
             block,
+            dns,
+            connect,
             probe_stats,
         })
     }
@@ -204,7 +249,7 @@ fn signal_attached(states: &[ProbeState], signal: Signal) -> bool {
         .all(|state| state.skipped.is_none())
 }
 
-fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<()> {
+fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec, cgroup_v2_root: Option<&Path>) -> anyhow::Result<()> {
     let program = ebpf
         .program_mut(spec.program)
         .with_context(|| format!("probe object has no program {}", spec.program))?;
@@ -216,7 +261,46 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec) -> anyhow::Result<()> {
                 .attach(tracepoint)
                 .with_context(|| format!("attaching to raw tracepoint {tracepoint} failed"))?;
         }
+        Hook::CgroupSkbIngress | Hook::CgroupSkbEgress => {
+            let attach_type = match spec.hook {
+                Hook::CgroupSkbIngress => CgroupSkbAttachType::Ingress,
+                _ => CgroupSkbAttachType::Egress,
+            };
+            let cgroup_v2_root = cgroup_v2_root.context("no cgroup v2 hierarchy is mounted")?;
+            let program: &mut CgroupSkb = program.try_into()?;
+            program.load().context("loading failed (verifier log above, if any)")?;
+            let root = File::open(cgroup_v2_root)
+                .with_context(|| format!("opening the cgroup v2 root {} failed", cgroup_v2_root.display()))?;
+            // On Linux 5.7 and later aya attaches through a bpf link, which
+            // always runs next to other programs on the root (a CNI, another
+            // agent). The kernel rejects link flags, so the mode must be
+            // Single (flags 0). Older kernels get an exclusive attachment.
+            program
+                .attach(&root, attach_type, CgroupAttachMode::Single)
+                .with_context(|| {
+                    format!(
+                        "attaching to the cgroup v2 root {} failed; cgroup_skb programs need CAP_NET_ADMIN",
+                        cgroup_v2_root.display()
+                    )
+                })?;
+        }
     }
+    Ok(())
+}
+
+/// Adds the `struct sock` offsets the connect probe reads.
+fn add_sock_offsets(btf: &KernelBtf, offsets: &mut agent_common::kernel::KernelOffsets) -> anyhow::Result<()> {
+    let common = btf.member_offset("sock", "__sk_common")?.byte_offset;
+    offsets.sock_family = common + btf.member_offset("sock_common", "skc_family")?.byte_offset;
+    offsets.sock_daddr = common + btf.member_offset("sock_common", "skc_daddr")?.byte_offset;
+    // Missing on kernels built without IPv6.
+    offsets.sock_v6_daddr = common + btf.member_offset("sock_common", "skc_v6_daddr")?.byte_offset;
+    offsets.sock_dport = common + btf.member_offset("sock_common", "skc_dport")?.byte_offset;
+    offsets.sock_err = btf.member_offset("sock", "sk_err")?.byte_offset;
+    // Before Linux 5.6 sk_protocol was an 8-bit bitfield; 0 tells the probe
+    // not to filter on it.
+    let protocol = btf.member_offset("sock", "sk_protocol")?;
+    offsets.sock_protocol = if protocol.bitfield_size == 0 && protocol.size == 2 { protocol.byte_offset } else { 0 };
     Ok(())
 }
 
@@ -231,5 +315,28 @@ fn load_hint(error: anyhow::Error) -> anyhow::Error {
         )
     } else {
         error.context("loading the probe object failed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sock_offsets_on_running_kernel() {
+        // Skipped where the kernel has no BTF (e.g. a build container).
+        let Ok(btf) = KernelBtf::from_sys_fs() else { return };
+        let mut offsets = agent_common::kernel::KernelOffsets::default();
+
+        add_sock_offsets(&btf, &mut offsets).unwrap();
+
+        // skc_family, skc_dport and skc_daddr sit in the first bytes of
+        // sock_common, itself at the start of struct sock.
+        assert!(offsets.sock_daddr < 16, "{offsets:?}");
+        assert!(offsets.sock_dport < 16, "{offsets:?}");
+        assert!(offsets.sock_family < 24, "{offsets:?}");
+        assert!(offsets.sock_v6_daddr > offsets.sock_family, "{offsets:?}");
+        assert!(offsets.sock_err > offsets.sock_v6_daddr, "{offsets:?}");
+        assert_ne!(offsets.sock_protocol, 0, "sk_protocol is a u16 since Linux 5.6");
     }
 }

@@ -13,6 +13,8 @@ pub enum Signal {
     /// which the same `sched_switch` program measures.
     RunQueue,
     BlockLatency,
+    Dns,
+    TcpConnect,
 }
 
 impl fmt::Display for Signal {
@@ -20,6 +22,8 @@ impl fmt::Display for Signal {
         formatter.write_str(match self {
             Signal::RunQueue => "run-queue latency, throttle delay and block-I/O wait",
             Signal::BlockLatency => "block request latency",
+            Signal::Dns => "DNS lookups",
+            Signal::TcpConnect => "TCP connect",
         })
     }
 }
@@ -28,12 +32,18 @@ impl fmt::Display for Signal {
 #[derive(Clone, Copy, Debug)]
 pub enum Hook {
     RawTracepoint(&'static str),
+    /// A cgroup_skb program on the cgroup v2 root, seeing the packets of
+    /// every socket in every cgroup and network namespace.
+    CgroupSkbIngress,
+    CgroupSkbEgress,
 }
 
 impl fmt::Display for Hook {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Hook::RawTracepoint(name) => write!(formatter, "raw_tracepoint/{name}"),
+            Hook::CgroupSkbIngress => formatter.write_str("cgroup_skb/ingress"),
+            Hook::CgroupSkbEgress => formatter.write_str("cgroup_skb/egress"),
         }
     }
 }
@@ -84,5 +94,26 @@ pub static PROBES: &[ProbeSpec] = &[
         hook: Hook::RawTracepoint("block_rq_complete"),
         signal: Signal::BlockLatency,
         kernel_feature: "raw tracepoints (Linux 4.17)",
+    },
+    ProbeSpec {
+        id: ProbeId::DnsEgress,
+        program: "dns_egress",
+        hook: Hook::CgroupSkbEgress,
+        signal: Signal::Dns,
+        kernel_feature: "cgroup_skb programs on the cgroup v2 root (Linux 4.10) and CAP_NET_ADMIN",
+    },
+    ProbeSpec {
+        id: ProbeId::DnsIngress,
+        program: "dns_ingress",
+        hook: Hook::CgroupSkbIngress,
+        signal: Signal::Dns,
+        kernel_feature: "cgroup_skb programs on the cgroup v2 root (Linux 4.10) and CAP_NET_ADMIN",
+    },
+    ProbeSpec {
+        id: ProbeId::InetSockSetState,
+        program: "inet_sock_set_state",
+        hook: Hook::RawTracepoint("inet_sock_set_state"),
+        signal: Signal::TcpConnect,
+        kernel_feature: "raw tracepoint inet_sock_set_state (Linux 4.16) and BTF for struct sock offsets",
     },
 ];
