@@ -22,8 +22,10 @@ pub struct EngineArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
 
-    /// Interval between reads of the probe maps and cgroup files (e.g. 1s, 500ms).
-    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "CHOKEPOINT_TICK")]
+    /// Interval between reads of the probe maps and cgroup files (e.g. 5s,
+    /// 500ms). Each tick reads every cgroup's cpu.stat, so the agent's CPU
+    /// use grows with cgroups divided by this interval.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "CHOKEPOINT_TICK")]
     pub tick: Duration,
 
     /// Cgroups each per-cgroup map can hold; waits of further cgroups are

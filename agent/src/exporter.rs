@@ -248,15 +248,30 @@ fn encode_probes(encoder: &mut DescriptorEncoder, probes: &[ProbeRow], node: &st
             }
         }
     }
+    {
+        let mut metric = encoder.encode_descriptor(
+            "probe_run_time",
+            "Time the kernel spent running the probe program; grows only while kernel.bpf_stats_enabled is 1.",
+            Some(&Unit::Seconds),
+            MetricType::Counter,
+        )?;
+        for (spec, _, cost) in probes {
+            let labels = probe_labels(node, spec.program);
+            ConstCounter::new(cost.run_time.as_secs_f64()).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    // The kernel counts runs over the same periods as the run time, so
+    // their ratio stays the cost per event after the statistics were off
+    // for a while. probe_events counts every run.
     let mut metric = encoder.encode_descriptor(
-        "probe_run_time",
-        "Time the kernel spent running the probe program; grows only while kernel.bpf_stats_enabled is 1.",
-        Some(&Unit::Seconds),
+        "probe_runs",
+        "Runs of the probe program the kernel counted; grows only while kernel.bpf_stats_enabled is 1. probe_run_time_seconds_total divided by this is the run time per event.",
+        None,
         MetricType::Counter,
     )?;
     for (spec, _, cost) in probes {
         let labels = probe_labels(node, spec.program);
-        ConstCounter::new(cost.run_time.as_secs_f64()).encode(metric.encode_family(&labels)?)?;
+        ConstCounter::new(cost.run_count).encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
 }

@@ -59,6 +59,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
 
     let mut engine = Engine::start(config)?;
+    release_freed_memory();
     let attached = engine.probe_states().iter().filter(|state| state.skipped.is_none()).count();
     info!(attached, total = engine.probe_states().len(), "probes ready");
 
@@ -118,6 +119,19 @@ fn spawn_engine(
             drop(engine);
         })
         .context("starting the collection thread failed")
+}
+
+/// Returns freed heap pages to the kernel. Loading the probes parses the
+/// kernel's BTF (in the agent and again in aya) into many small
+/// allocations, which are free afterwards but stay in glibc's heap, and so
+/// in the agent's RSS, until trimmed.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions; it only releases memory
+    // that is already free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn kernel_release() -> String {

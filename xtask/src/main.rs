@@ -1,6 +1,10 @@
 //! Project tasks. `cargo xtask setup` installs the probe toolchain,
 //! `cargo xtask run` builds and starts the agent on this node, and
-//! `cargo xtask test` runs every test, the privileged ones as root.
+//! `cargo xtask test` runs every test, the privileged ones as root, and
+//! `cargo xtask bench` measures what the agent costs and writes
+//! `BENCHMARKS.md`.
+
+mod bench;
 
 use std::{
     path::{Path, PathBuf},
@@ -35,6 +39,17 @@ enum Task {
         /// Only integration tests whose name contains this filter.
         filter: Option<String>,
     },
+    /// Build the agent in release mode, measure its overhead next to
+    /// runqlat, and write BENCHMARKS.md (as root; takes minutes).
+    Bench(bench::BenchArgs),
+    /// A process that only sleeps and wakes up; `bench` runs one in each of
+    /// its cgroups.
+    #[command(hide = true)]
+    BenchWorker {
+        /// Time between wake-ups, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        period_ms: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +68,8 @@ fn main() -> anyhow::Result<()> {
             check(status, "agent run")
         }
         Task::Test { filter } => test(&root, filter.as_deref()),
+        Task::Bench(args) => bench::run(&root, args),
+        Task::BenchWorker { period_ms } => bench::run_worker(std::time::Duration::from_millis(period_ms)),
     }
 }
 

@@ -56,16 +56,22 @@ impl CpuStat {
 
     /// Reads every directory and takes each counter from the first one
     /// that has it: on hybrid hosts the v2 cgroup has the usage and the v1
-    /// `cpu` cgroup the CFS counters.
-    pub fn read_dirs(dirs: &[std::path::PathBuf]) -> Self {
-        let mut merged = Self::default();
-        for stat in dirs.iter().filter_map(|dir| Self::read(dir).ok()) {
+    /// `cpu` cgroup the CFS counters. Returns `None` when the first
+    /// directory (the cgroup itself) no longer exists.
+    pub fn read_dirs(dirs: &[std::path::PathBuf]) -> Option<Self> {
+        let (own, others) = dirs.split_first()?;
+        let mut merged = match Self::read(own) {
+            Ok(stat) => stat,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
+            Err(_) => Self::default(),
+        };
+        for stat in others.iter().filter_map(|dir| Self::read(dir).ok()) {
             merged.usage_ns = merged.usage_ns.or(stat.usage_ns);
             merged.periods = merged.periods.or(stat.periods);
             merged.throttled_periods = merged.throttled_periods.or(stat.throttled_periods);
             merged.throttled_ns = merged.throttled_ns.or(stat.throttled_ns);
         }
-        merged
+        Some(merged)
     }
 }
 

@@ -261,10 +261,15 @@ impl Engine {
                 self.forget(id);
                 continue;
             };
+            // The cgroup's own cpu.stat is gone when the cgroup is.
+            let Some(cpu) = CpuStat::read_dirs(&self.layout.cpu_dirs(&path)) else {
+                self.forget(id);
+                continue;
+            };
             let sample = Sample {
                 at: now,
                 runqueue: runqueue.get(&id).copied().unwrap_or(LatencyHistogram::ZERO),
-                cpu: CpuStat::read_dirs(&self.layout.cpu_dirs(&path)),
+                cpu,
                 neighbours: neighbours.remove(&id).unwrap_or_default(),
                 throttle_delay: throttle_delay.get(&id).copied().unwrap_or_default(),
                 iowait: iowait.get(&id).copied().unwrap_or_default(),

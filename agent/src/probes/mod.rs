@@ -87,7 +87,7 @@ pub struct ProbeState {
 pub struct ProbeCost {
     pub stats: ProbeStats,
     /// Run count and run time from the kernel; zero unless BPF statistics
-    /// are on (`kernel.bpf_stats_enabled=1` or `--bpf-stats`).
+    /// are on (`kernel.bpf_stats_enabled=1`).
     pub run_count: u64,
     pub run_time: Duration,
 }
