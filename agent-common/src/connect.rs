@@ -57,7 +57,9 @@ pub struct ConnectCounters {
     pub abandoned: u64,
     /// Ended with any other error (for example EHOSTUNREACH from ICMP).
     pub other_error: u64,
-    pub _padding: u64,
+    /// Time failed connects took, SYN sent to CLOSE, summed, in
+    /// nanoseconds: the cost of a dependency that refuses or drops SYNs.
+    pub failed_ns: u64,
     /// SYN sent to ESTABLISHED, for established connects only.
     pub latency: LatencyHistogram,
 }
@@ -69,7 +71,7 @@ impl ConnectCounters {
         timed_out: 0,
         abandoned: 0,
         other_error: 0,
-        _padding: 0,
+        failed_ns: 0,
         latency: LatencyHistogram::ZERO,
     };
 }

@@ -147,6 +147,7 @@ fn end_connect(sock: Kernel, new_state: u64) -> Result<(), i32> {
         }
         // The kernel sets sk_err before it moves a failed connect to CLOSE
         // (tcp_reset and tcp_write_err); a caller's close leaves it 0.
+        counters.failed_ns += elapsed;
         match error {
             0 => counters.abandoned += 1,
             ECONNREFUSED => counters.refused += 1,

@@ -109,6 +109,49 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = Thresholds::default().runqueue_min_waiting_tasks)]
     pub runqueue_min_waiting_tasks: f64,
 
+    /// Throttled periods per CFS period (0 to 1) above which a group is
+    /// CPU-throttled.
+    #[arg(long, default_value_t = Thresholds::default().throttled_ratio)]
+    pub throttled_ratio: f64,
+
+    /// Share of a group's runnable time held back by throttling (0 to 1)
+    /// above which it is CPU-throttled whatever its period ratio.
+    #[arg(long, default_value_t = Thresholds::default().throttle_delay_share)]
+    pub throttle_delay_share: f64,
+
+    /// Share of a group's busy time in block-I/O wait (0 to 1) above which
+    /// disk I/O is its bottleneck.
+    #[arg(long, default_value_t = Thresholds::default().iowait_share)]
+    pub iowait_share: f64,
+
+    /// DNS p99 latency in seconds above which lookups are slow.
+    #[arg(long, default_value_t = Thresholds::default().dns_latency_seconds)]
+    pub dns_latency: f64,
+
+    /// Failed or timed-out DNS queries per query (0 to 1) above which DNS
+    /// is failing.
+    #[arg(long, default_value_t = Thresholds::default().dns_failure_ratio)]
+    pub dns_failure_ratio: f64,
+
+    /// NXDOMAIN answers per query (0 to 1) above which search-domain
+    /// expansion counts as a DNS bottleneck.
+    #[arg(long, default_value_t = Thresholds::default().dns_nxdomain_ratio)]
+    pub dns_nxdomain_ratio: f64,
+
+    /// TCP connect p99 latency in seconds above which connects are slow.
+    #[arg(long, default_value_t = Thresholds::default().connect_latency_seconds)]
+    pub connect_latency: f64,
+
+    /// Failed connects per attempt (0 to 1) above which a dependency is
+    /// failing.
+    #[arg(long, default_value_t = Thresholds::default().connect_failure_ratio)]
+    pub connect_failure_ratio: f64,
+
+    /// Fewest DNS queries or TCP connects in the window for the DNS and
+    /// connect rules to apply.
+    #[arg(long, default_value_t = Thresholds::default().min_requests)]
+    pub min_requests: u64,
+
     /// Share of its CPU limit (or of the node, without a limit) that a
     /// group's CPU demand (cores used plus tasks waiting) must reach for CPU
     /// waits to count as saturation rather than contention.
@@ -123,6 +166,12 @@ impl EngineArgs {
         for (name, value) in [
             ("--runqueue-wait-share", self.runqueue_wait_share),
             ("--saturation-share", self.saturation_share),
+            ("--throttled-ratio", self.throttled_ratio),
+            ("--throttle-delay-share", self.throttle_delay_share),
+            ("--iowait-share", self.iowait_share),
+            ("--dns-failure-ratio", self.dns_failure_ratio),
+            ("--dns-nxdomain-ratio", self.dns_nxdomain_ratio),
+            ("--connect-failure-ratio", self.connect_failure_ratio),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 anyhow::bail!("invalid {name} {value}: expected a share between 0 and 1");
@@ -162,6 +211,15 @@ impl EngineArgs {
                 runqueue_wait_share: self.runqueue_wait_share,
                 runqueue_min_waiting_tasks: self.runqueue_min_waiting_tasks,
                 saturation_share: self.saturation_share,
+                throttled_ratio: self.throttled_ratio,
+                throttle_delay_share: self.throttle_delay_share,
+                iowait_share: self.iowait_share,
+                dns_latency_seconds: self.dns_latency,
+                dns_failure_ratio: self.dns_failure_ratio,
+                dns_nxdomain_ratio: self.dns_nxdomain_ratio,
+                connect_latency_seconds: self.connect_latency,
+                connect_failure_ratio: self.connect_failure_ratio,
+                min_requests: self.min_requests,
             },
             map_sizes: MapSizes {
                 max_cgroups: self.max_cgroups,

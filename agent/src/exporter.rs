@@ -172,7 +172,66 @@ fn encode_groups(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: 
     encode_classes(encoder, groups, node)
 }
 
+/// Causes whose cost the classifier compares, with the class that stands
+/// for each (both CPU classes share the run-queue wait).
+const CAUSES: [(&str, Class); 5] = [
+    ("runqueue", Class::CpuContention),
+    ("throttle", Class::CpuThrottled),
+    ("iowait", Class::DiskIo),
+    ("dns", Class::Dns),
+    ("connect", Class::DependencyConnect),
+];
+
+/// Evidence gauges over the classification window, so alerts need no
+/// other series.
+fn encode_evidence(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
+    {
+        let mut metric = encoder.encode_descriptor(
+            "time_lost_ratio",
+            "Share of the cgroup's busy task time (CPU used plus every wait below) lost to each cause over the classification window: runqueue, throttle, iowait, dns, connect.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for group in groups {
+            let Some(evidence) = &group.evidence else { continue };
+            for (cause, class) in CAUSES {
+                let mut labels = group_labels(group, node);
+                labels.push(("cause", Cow::Borrowed(cause)));
+                ConstGauge::new(evidence.share_of_busy(evidence.cost_seconds(class)))
+                    .encode(metric.encode_family(&labels)?)?;
+            }
+        }
+    }
+    let p99s: [(&str, &str, fn(&crate::classifier::Evidence) -> Option<f64>); 3] = [
+        ("runqueue_latency_p99", "p99 run-queue wait over the classification window, from the log2 histogram (up to 2x coarse).", |evidence| evidence.runqueue_p99_seconds),
+        ("dns_latency_p99", "p99 DNS query-to-answer latency over the classification window, from the log2 histogram (up to 2x coarse).", |evidence| evidence.dns.p99_seconds),
+        ("tcp_connect_latency_p99", "p99 TCP connect latency (SYN to established) over the classification window, from the log2 histogram (up to 2x coarse).", |evidence| evidence.connect.p99_seconds),
+    ];
+    for (name, help, p99) in p99s {
+        let mut metric = encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Gauge)?;
+        for group in groups {
+            let Some(value) = group.evidence.as_ref().and_then(p99) else { continue };
+            ConstGauge::new(value).encode(metric.encode_family(&group_labels(group, node))?)?;
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "dns_failure_ratio",
+        "SERVFAIL, REFUSED, other error answers and timeouts per DNS query over the classification window; NXDOMAIN is apart (chokepoint_dns_nxdomain_ratio).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for group in groups {
+        let Some(evidence) = &group.evidence else { continue };
+        if evidence.dns.queries == 0 {
+            continue;
+        }
+        ConstGauge::new(evidence.dns.failure_ratio).encode(metric.encode_family(&group_labels(group, node))?)?;
+    }
+    Ok(())
+}
+
 fn encode_classes(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
+    encode_evidence(encoder, groups, node)?;
     {
         let mut metric = encoder.encode_descriptor(
             "bottleneck",

@@ -271,7 +271,44 @@ fn summary(primary: Class, evidence: &Evidence) -> String {
         Class::CpuContention => format!(
             "CPU contention (run-queue wait): its tasks spent {share:.0}% of their runnable time waiting for a CPU while the group used only {used:.2} cores; other groups hold the CPUs."
         ),
-        Class::None => "no bottleneck: its tasks rarely wait for a CPU.".to_owned(),
+        Class::CpuThrottled => {
+            let throttle = &evidence.throttle;
+            format!(
+                "CPU throttled by its CFS quota: {:.0}% of the periods in which it ran were throttled, and throttling held its tasks back {:.0}% of their runnable time, while it used {used:.2} cores on average.",
+                throttle.throttled_ratio.unwrap_or(0.0) * 100.0,
+                evidence.throttle_delay_share() * 100.0
+            )
+        }
+        Class::DiskIo => format!(
+            "disk I/O: its tasks spent {:.0}% of their busy time blocked on block I/O ({:.2} s in {:.0} s).",
+            evidence.iowait_share() * 100.0,
+            evidence.iowait.wait_seconds,
+            evidence.window_seconds
+        ),
+        Class::Dns => {
+            let dns = &evidence.dns;
+            format!(
+                "DNS: {} lookups, p99 {}, {:.0}% failed or timed out, {:.0}% NXDOMAIN (search-domain expansion); lookups took {:.0}% of its busy time.",
+                dns.queries,
+                format_seconds(dns.p99_seconds),
+                dns.failure_ratio * 100.0,
+                dns.nxdomain_ratio * 100.0,
+                evidence.share_of_busy(dns.wait_seconds) * 100.0
+            )
+        }
+        Class::DependencyConnect => {
+            let connect = &evidence.connect;
+            let worst = connect
+                .worst_destination
+                .map_or_else(|| "none failed".to_owned(), |destination| destination.to_string());
+            format!(
+                "dependency connects: {} TCP connects, {:.0}% failed, p99 {}; worst destination {worst}.",
+                connect.attempts,
+                connect.failure_ratio * 100.0,
+                format_seconds(connect.p99_seconds)
+            )
+        }
+        Class::None => "no bottleneck: its tasks rarely wait for a CPU, the disk, DNS or a dependency.".to_owned(),
     }
 }
 
@@ -284,6 +321,22 @@ fn advice(primary: Class) -> &'static [&'static str] {
         Class::CpuContention => &[
             "Find the neighbour: the groups using most CPU on this node (chokepoint_cpu_usage_seconds_total, or top).",
             "Give this pod a CPU request that matches its needs so the scheduler and CFS weights favour it, or move the busy neighbour.",
+        ],
+        Class::CpuThrottled => &[
+            "Raise or remove the CPU limit and keep the CPU request: the quota, not the node, holds it back.",
+            "A low average CPU does not rule this out: short bursts use up the quota of a period (see the throttled ratio, not the average).",
+        ],
+        Class::DiskIo => &[
+            "Check the volume's latency and IOPS or throughput limits, and any blkio/io.max limit on the pod.",
+            "Compare with chokepoint_block_request_latency_seconds: a short device latency with a long wait means a limit holds the I/O back.",
+        ],
+        Class::Dns => &[
+            "Check ndots and search domains in the pod's resolv.conf: with ndots:5 an external name costs several NXDOMAIN rounds; use fully qualified names (trailing dot) or lower ndots.",
+            "Check the resolver's latency and errors (CoreDNS or node-local DNS), and whether answers time out.",
+        ],
+        Class::DependencyConnect => &[
+            "Check the destination named above: refused means nothing listens; slow or timed out means a full accept backlog, dropped SYNs or a network policy.",
+            "Look at the dependency's own saturation and at connection pooling in the client.",
         ],
         Class::None => &[],
     }

@@ -3,6 +3,7 @@
 //!
 //! Pure logic: no kernel access, so every rule is unit-tested on numbers.
 
+mod rules;
 pub mod stability;
 
 use std::fmt;
@@ -21,17 +22,38 @@ pub enum Class {
     /// Its tasks queue for CPU while its own use is low: others have the
     /// CPUs.
     CpuContention,
+    /// Its CFS quota holds its tasks back, also with a low average CPU.
+    CpuThrottled,
+    /// A large share of its tasks' time goes to block-I/O wait.
+    DiskIo,
+    /// DNS lookups are slow, failing, timing out, or multiplied by
+    /// search-domain expansion.
+    Dns,
+    /// TCP connects to a destination are slow or failing.
+    DependencyConnect,
     None,
 }
 
 impl Class {
-    pub const ALL: [Class; 3] = [Class::CpuSaturated, Class::CpuContention, Class::None];
+    pub const ALL: [Class; 7] = [
+        Class::CpuSaturated,
+        Class::CpuContention,
+        Class::CpuThrottled,
+        Class::DiskIo,
+        Class::Dns,
+        Class::DependencyConnect,
+        Class::None,
+    ];
 
     /// Returns the `class` label value used on `/metrics`.
     pub fn label(self) -> &'static str {
         match self {
             Class::CpuSaturated => "cpu_saturated",
             Class::CpuContention => "cpu_contention",
+            Class::CpuThrottled => "cpu_throttled",
+            Class::DiskIo => "disk_io",
+            Class::Dns => "dns",
+            Class::DependencyConnect => "dependency_connect",
             Class::None => "none",
         }
     }
@@ -57,6 +79,32 @@ pub struct Thresholds {
     /// a group's CPU demand (CPU used plus tasks waiting for a CPU) must
     /// reach for its waits to count as saturation rather than contention.
     pub saturation_share: f64,
+    /// Throttled periods per period above which the group is throttled
+    /// (the usual alert threshold is 25%).
+    pub throttled_ratio: f64,
+    /// Share of its runnable time held back by throttling above which the
+    /// group is throttled whatever its period ratio: this catches short
+    /// bursts against a tight quota.
+    pub throttle_delay_share: f64,
+    /// Share of the group's time in block-I/O wait above which disk I/O is
+    /// its bottleneck.
+    pub iowait_share: f64,
+    /// DNS p99 latency, in seconds, above which lookups are slow.
+    pub dns_latency_seconds: f64,
+    /// SERVFAIL, REFUSED, other errors and timeouts per query above which
+    /// lookups are failing.
+    pub dns_failure_ratio: f64,
+    /// NXDOMAIN answers per query above which search-domain expansion
+    /// multiplies lookups (with `ndots:5`, one external name costs up to
+    /// five NXDOMAIN rounds first).
+    pub dns_nxdomain_ratio: f64,
+    /// Connect p99 latency, in seconds, above which connects are slow.
+    pub connect_latency_seconds: f64,
+    /// Failed connects per attempt above which a dependency is failing.
+    pub connect_failure_ratio: f64,
+    /// Fewest DNS queries or connects in the window for those rules to
+    /// apply, so one unlucky request does not decide.
+    pub min_requests: u64,
 }
 
 impl Default for Thresholds {
@@ -65,6 +113,15 @@ impl Default for Thresholds {
             runqueue_wait_share: 0.10,
             runqueue_min_waiting_tasks: 0.01,
             saturation_share: 0.80,
+            throttled_ratio: 0.25,
+            throttle_delay_share: 0.10,
+            iowait_share: 0.20,
+            dns_latency_seconds: 0.1,
+            dns_failure_ratio: 0.05,
+            dns_nxdomain_ratio: 0.5,
+            connect_latency_seconds: 0.2,
+            connect_failure_ratio: 0.05,
+            min_requests: 3,
         }
     }
 }
@@ -137,6 +194,37 @@ impl Evidence {
         self.cpu_used_cores.unwrap_or(0.0) * self.window_seconds
     }
 
+    /// The group's task time that is not idle: CPU used plus the time its
+    /// tasks waited on each cause. Costs are shares of this, so they are
+    /// comparable across causes.
+    pub fn busy_seconds(&self) -> f64 {
+        self.cpu_seconds()
+            + self.runqueue_wait_seconds
+            + self.throttle.delay_seconds
+            + self.iowait.wait_seconds
+            + self.dns.wait_seconds
+            + self.connect.wait_seconds
+    }
+
+    /// Share of the group's busy time that `seconds` is.
+    pub fn share_of_busy(&self, seconds: f64) -> f64 {
+        let busy = self.busy_seconds();
+        if busy > 0.0 { (seconds / busy).min(1.0) } else { 0.0 }
+    }
+
+    /// Time the cause of `class` cost the group over the window, in task
+    /// seconds.
+    pub fn cost_seconds(&self, class: Class) -> f64 {
+        match class {
+            Class::CpuSaturated | Class::CpuContention => self.runqueue_wait_seconds,
+            Class::CpuThrottled => self.throttle.delay_seconds,
+            Class::DiskIo => self.iowait.wait_seconds,
+            Class::Dns => self.dns.wait_seconds,
+            Class::DependencyConnect => self.connect.wait_seconds,
+            Class::None => 0.0,
+        }
+    }
+
     /// CPU the group may use, in cores: its limit, else the node.
     pub fn cpu_allowed_cores(&self) -> f64 {
         self.cpu_limit_cores
@@ -171,35 +259,27 @@ impl Verdict {
 
 /// Applies the rules to one group's evidence.
 pub fn classify(evidence: &Evidence, thresholds: &Thresholds) -> Verdict {
-    let mut findings = Vec::new();
-    if let Some(finding) = cpu_finding(evidence, thresholds) {
-        findings.push(finding);
-    }
+    let mut findings: Vec<Finding> = [
+        rules::cpu(evidence, thresholds),
+        rules::throttled(evidence, thresholds),
+        rules::disk_io(evidence, thresholds),
+        rules::dns(evidence, thresholds),
+        rules::dependency_connect(evidence, thresholds),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|class| Finding {
+        class,
+        cost_share: evidence.share_of_busy(evidence.cost_seconds(class)),
+    })
+    .collect();
+    // The primary class is the one costing the largest share of the
+    // group's time; ties keep the order above.
     findings.sort_by(|a, b| b.cost_share.total_cmp(&a.cost_share));
     Verdict {
         primary: findings.first().map_or(Class::None, |finding| finding.class),
         findings,
     }
-}
-
-fn cpu_finding(evidence: &Evidence, thresholds: &Thresholds) -> Option<Finding> {
-    let share = evidence.runqueue_wait_share();
-    if share < thresholds.runqueue_wait_share
-        || evidence.average_waiting_tasks() < thresholds.runqueue_min_waiting_tasks
-    {
-        return None;
-    }
-    // A group whose own demand fills what it may use queues behind itself;
-    // one that demands little queues behind others.
-    let class = if evidence.cpu_demand_cores() >= thresholds.saturation_share * evidence.cpu_allowed_cores() {
-        Class::CpuSaturated
-    } else {
-        Class::CpuContention
-    };
-    Some(Finding {
-        class,
-        cost_share: share,
-    })
 }
 
 #[cfg(test)]
@@ -280,5 +360,111 @@ mod tests {
         let verdict = classify(&limited, &Thresholds::default());
 
         assert_eq!(verdict.primary, Class::CpuSaturated);
+    }
+
+    #[test]
+    fn throttled_by_period_ratio() {
+        let mut throttled = evidence(0.2, 0.0);
+        throttled.cpu_limit_cores = Some(0.2);
+        throttled.throttle.periods = Some(50);
+        throttled.throttle.throttled_periods = Some(48);
+        throttled.throttle.throttled_ratio = Some(0.96);
+        throttled.throttle.delay_seconds = 14.0;
+
+        let verdict = classify(&throttled, &Thresholds::default());
+
+        assert_eq!(verdict.primary, Class::CpuThrottled);
+    }
+
+    #[test]
+    fn bursty_group_throttled_by_delay_share() {
+        // 0.03 cores on average, a period ratio below 25%, but throttling
+        // held its tasks back most of their runnable time.
+        let mut bursty = evidence(0.03, 0.0);
+        bursty.throttle.periods = Some(40);
+        bursty.throttle.throttled_periods = Some(8);
+        bursty.throttle.throttled_ratio = Some(0.2);
+        bursty.throttle.delay_seconds = 0.6;
+
+        let verdict = classify(&bursty, &Thresholds::default());
+
+        assert_eq!(verdict.primary, Class::CpuThrottled);
+    }
+
+    #[test]
+    fn quota_never_reached_is_not_throttled() {
+        let mut calm = evidence(0.05, 0.0);
+        calm.throttle.periods = Some(40);
+        calm.throttle.throttled_periods = Some(0);
+        calm.throttle.throttled_ratio = Some(0.0);
+
+        assert_eq!(classify(&calm, &Thresholds::default()).primary, Class::None);
+    }
+
+    #[test]
+    fn disk_wait_is_disk_io() {
+        let mut writer = evidence(0.02, 0.0);
+        writer.iowait.wait_seconds = 8.0;
+
+        assert_eq!(classify(&writer, &Thresholds::default()).primary, Class::DiskIo);
+    }
+
+    #[test]
+    fn dns_slow_failing_or_expanded() {
+        let thresholds = Thresholds::default();
+        let mut slow = evidence(0.01, 0.0);
+        slow.dns.queries = 20;
+        slow.dns.p99_seconds = Some(0.25);
+        slow.dns.wait_seconds = 4.0;
+        let mut failing = evidence(0.01, 0.0);
+        failing.dns.queries = 20;
+        failing.dns.failure_ratio = 0.2;
+        let mut expanded = evidence(0.01, 0.0);
+        expanded.dns.queries = 30;
+        expanded.dns.nxdomain_ratio = 0.66;
+        let mut healthy = evidence(0.01, 0.0);
+        healthy.dns.queries = 30;
+        healthy.dns.p99_seconds = Some(0.002);
+
+        assert_eq!(classify(&slow, &thresholds).primary, Class::Dns);
+        assert_eq!(classify(&failing, &thresholds).primary, Class::Dns);
+        assert_eq!(classify(&expanded, &thresholds).primary, Class::Dns);
+        assert_eq!(classify(&healthy, &thresholds).primary, Class::None);
+    }
+
+    #[test]
+    fn too_few_requests_decide_nothing() {
+        let mut one = evidence(0.01, 0.0);
+        one.dns.queries = 1;
+        one.dns.failure_ratio = 1.0;
+        one.connect.attempts = 1;
+        one.connect.failure_ratio = 1.0;
+
+        assert_eq!(classify(&one, &Thresholds::default()).primary, Class::None);
+    }
+
+    #[test]
+    fn failing_connects_are_dependency_connect() {
+        let mut client = evidence(0.01, 0.0);
+        client.connect.attempts = 10;
+        client.connect.failure_ratio = 0.5;
+        client.connect.wait_seconds = 5.0;
+
+        assert_eq!(classify(&client, &Thresholds::default()).primary, Class::DependencyConnect);
+    }
+
+    #[test]
+    fn primary_is_the_costliest_cause() {
+        // Slow DNS costs 6 s, CPU contention 1 s: both hold, DNS leads.
+        let mut both = evidence(0.05, 1.0);
+        both.dns.queries = 30;
+        both.dns.p99_seconds = Some(0.3);
+        both.dns.wait_seconds = 6.0;
+
+        let verdict = classify(&both, &Thresholds::default());
+
+        assert_eq!(verdict.primary, Class::Dns);
+        assert!(verdict.holds(Class::CpuContention));
+        assert!(verdict.findings[0].cost_share > verdict.findings[1].cost_share);
     }
 }

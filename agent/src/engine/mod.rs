@@ -327,6 +327,7 @@ impl Engine {
     fn snapshot(&mut self, now: Instant) -> Snapshot {
         let thresholds = self.config.thresholds;
         let node_cores = self.node_cores;
+        let dns_timeout = self.config.network.dns_timeout;
         let layout = &self.layout;
         let mut groups = Vec::with_capacity(self.groups.len());
         for (&id, group) in &mut self.groups {
@@ -337,7 +338,7 @@ impl Engine {
             let delta = group.window.delta();
             let evidence = delta
                 .as_ref()
-                .map(|delta| evidence_from(delta, cpu_limit, node_cores));
+                .map(|delta| evidence_from(delta, cpu_limit, node_cores, dns_timeout));
             let neighbours = delta
                 .as_ref()
                 .map(|delta| name_neighbours(&mut self.resolver, id, delta))
@@ -439,7 +440,7 @@ fn cpu_limit_of(layout: &CgroupLayout, path: &str) -> Option<CpuLimit> {
     layout.cpu_dirs(path).iter().find_map(|dir| CpuLimit::read(dir))
 }
 
-fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores: f64) -> Evidence {
+fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores: f64, dns_timeout: Duration) -> Evidence {
     let seconds = delta.elapsed.as_secs_f64();
     Evidence {
         window_seconds: seconds,
@@ -458,7 +459,7 @@ fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores:
             wait_seconds: delta.iowait.total_ns as f64 / 1e9,
             waits: delta.iowait.count,
         },
-        dns: DnsEvidence::from_delta(&delta.dns),
+        dns: DnsEvidence::from_delta(&delta.dns, dns_timeout),
         connect: ConnectEvidence::from_delta(&delta.connect),
     }
 }

@@ -166,7 +166,7 @@ fn counters_delta(later: &ConnectCounters, earlier: &ConnectCounters) -> Connect
         timed_out: later.timed_out.saturating_sub(earlier.timed_out),
         abandoned: later.abandoned.saturating_sub(earlier.abandoned),
         other_error: later.other_error.saturating_sub(earlier.other_error),
-        _padding: 0,
+        failed_ns: later.failed_ns.saturating_sub(earlier.failed_ns),
         latency: histogram_delta(&later.latency, &earlier.latency),
     }
 }
@@ -177,6 +177,7 @@ fn add_counters(sum: &mut ConnectCounters, value: &ConnectCounters) {
     sum.timed_out += value.timed_out;
     sum.abandoned += value.abandoned;
     sum.other_error += value.other_error;
+    sum.failed_ns += value.failed_ns;
     sum.latency.count += value.latency.count;
     sum.latency.total_ns += value.latency.total_ns;
     for (slot, count) in sum.latency.slots.iter_mut().zip(value.latency.slots.iter()) {
@@ -285,10 +286,17 @@ pub struct DnsEvidence {
     pub nxdomain_ratio: f64,
     /// SERVFAIL, REFUSED, other error RCODEs and timeouts per query.
     pub failure_ratio: f64,
+    /// Time lookups took, in seconds: the latency of answered queries plus
+    /// the DNS timeout for each unanswered one.
+    ///
+    /// NOTE: an unanswered query is charged the agent's `--dns-timeout`;
+    /// the client may give up sooner or retry later, so this part is an
+    /// estimate.
+    pub wait_seconds: f64,
 }
 
 impl DnsEvidence {
-    pub fn from_delta(delta: &DnsTotals) -> Self {
+    pub fn from_delta(delta: &DnsTotals, timeout: std::time::Duration) -> Self {
         let responses = &delta.counters.responses;
         let queries = delta.queries();
         let known = [RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_SERVFAIL, RCODE_REFUSED];
@@ -309,6 +317,7 @@ impl DnsEvidence {
             p99_seconds: quantile_ns(&delta.counters.latency, 0.99).map(|ns| ns / 1e9),
             nxdomain_ratio: ratio(responses[RCODE_NXDOMAIN], queries),
             failure_ratio: ratio(failures, queries),
+            wait_seconds: delta.counters.latency.total_ns as f64 / 1e9 + delta.timeouts as f64 * timeout.as_secs_f64(),
         }
     }
 }
@@ -332,6 +341,8 @@ pub struct ConnectEvidence {
     pub worst_destination: Option<Destination>,
     pub worst_destination_failures: u64,
     pub worst_destination_failure_ratio: f64,
+    /// Time the group's connects took, established or failed, in seconds.
+    pub wait_seconds: f64,
 }
 
 impl ConnectEvidence {
@@ -356,6 +367,7 @@ impl ConnectEvidence {
         evidence.failure_ratio = ratio(failures(&total), evidence.attempts);
         evidence.p50_seconds = quantile_ns(&total.latency, 0.50).map(|ns| ns / 1e9);
         evidence.p99_seconds = quantile_ns(&total.latency, 0.99).map(|ns| ns / 1e9);
+        evidence.wait_seconds = (total.latency.total_ns + total.failed_ns) as f64 / 1e9;
         evidence
     }
 }
@@ -418,7 +430,7 @@ mod tests {
         totals.counters.responses[RCODE_SERVFAIL] = 1;
         totals.timeouts = 1;
 
-        let evidence = DnsEvidence::from_delta(&totals.since(&DnsTotals::default()));
+        let evidence = DnsEvidence::from_delta(&totals.since(&DnsTotals::default()), std::time::Duration::from_secs(5));
 
         assert_eq!(evidence.queries, 10);
         assert!((evidence.nxdomain_ratio - 0.6).abs() < 1e-9);

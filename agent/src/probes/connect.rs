@@ -88,6 +88,7 @@ fn sum_counters<'a>(values: impl Iterator<Item = &'a ConnectCounters> + Clone) -
         total.timed_out += value.timed_out;
         total.abandoned += value.abandoned;
         total.other_error += value.other_error;
+        total.failed_ns += value.failed_ns;
     }
     total.latency = sum_per_cpu(values.map(|value| &value.latency));
     total
