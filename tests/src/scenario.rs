@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{Agent, TestCgroup, Workload, binary};
+use crate::{Agent, TestCgroup, Workload, binary, block::LoopDevice, netns::NetNs};
 
 /// What a group's classification must be.
 #[derive(Clone, Copy, Debug)]
@@ -22,13 +22,38 @@ pub enum Expect {
     Not(&'static str),
 }
 
+/// What runs in a group.
+#[derive(Clone, Copy)]
+pub enum Load {
+    /// The `workload` binary with these arguments.
+    Workload(&'static [&'static str]),
+    /// A command built from the scenario's fixtures (a client of a test
+    /// server, a writer to the test disk).
+    Command(fn(&Fixtures) -> Command),
+}
+
+/// Things a scenario's groups share, made before the groups by the
+/// scenario's `setup` and removed after them.
+#[derive(Default)]
+pub struct Fixtures {
+    /// A network namespace with its own loopback, resolv.conf and servers.
+    pub netns: Option<NetNs>,
+    /// A loop device on a file, for slow-disk scenarios.
+    pub disk: Option<LoopDevice>,
+    /// Server processes, kept running until the scenario ends.
+    pub servers: Vec<Workload>,
+    /// The cgroup the servers run in, apart from every checked group.
+    pub server_cgroup: Option<TestCgroup>,
+}
+
 /// One group of a scenario.
 pub struct Group {
     pub name: &'static str,
-    /// Arguments of the `workload` binary.
-    pub workload: &'static [&'static str],
+    pub load: Load,
     /// CFS quota and period in microseconds, if limited.
     pub cpu_quota: Option<(u64, u64)>,
+    /// Write limit on the scenario's disk, in bytes per second.
+    pub write_bps: Option<u64>,
     pub expect: Expect,
 }
 
@@ -36,14 +61,31 @@ impl Group {
     pub const fn new(name: &'static str, workload: &'static [&'static str], expect: Expect) -> Self {
         Self {
             name,
-            workload,
+            load: Load::Workload(workload),
             cpu_quota: None,
+            write_bps: None,
+            expect,
+        }
+    }
+
+    pub const fn command(name: &'static str, command: fn(&Fixtures) -> Command, expect: Expect) -> Self {
+        Self {
+            name,
+            load: Load::Command(command),
+            cpu_quota: None,
+            write_bps: None,
             expect,
         }
     }
 
     pub const fn with_quota(mut self, quota_us: u64, period_us: u64) -> Self {
         self.cpu_quota = Some((quota_us, period_us));
+        self
+    }
+
+    /// Limits the group's writes to the scenario's disk (blkio throttling).
+    pub const fn with_write_limit(mut self, bytes_per_second: u64) -> Self {
+        self.write_bps = Some(bytes_per_second);
         self
     }
 }
@@ -56,6 +98,8 @@ pub struct Scenario<'a> {
     pub settle: Duration,
     /// Extra `agent run` arguments.
     pub agent_args: &'static [&'static str],
+    /// Makes the shared fixtures before the groups start.
+    pub setup: Option<fn(&mut Fixtures)>,
     /// A group that waits for CPU, and the neighbour that must be among
     /// the groups `classify` names as having run ahead of it. Other load on
     /// the machine (the root cgroup, say) may legitimately rank higher.
@@ -66,12 +110,19 @@ impl Scenario<'_> {
     /// Runs the scenario and panics with every failed check listed.
     pub fn run(&self) {
         crate::require_root();
-        let cgroups: Vec<TestCgroup> = self.groups.iter().map(make_cgroup).collect();
+        let mut fixtures = Fixtures::default();
+        if let Some(setup) = self.setup {
+            setup(&mut fixtures);
+        }
+        let cgroups: Vec<TestCgroup> = self.groups.iter().map(|group| make_cgroup(group, &fixtures)).collect();
         let loads: Vec<Workload> = self
             .groups
             .iter()
             .zip(&cgroups)
-            .map(|(group, cgroup)| Workload::start(cgroup, group.workload))
+            .map(|(group, cgroup)| match group.load {
+                Load::Workload(args) => Workload::start(cgroup, args),
+                Load::Command(build) => Workload::spawn_in(cgroup, build(&fixtures)),
+            })
             .collect();
         let agent = Agent::start(self.agent_args);
         thread::sleep(self.settle);
@@ -97,6 +148,9 @@ impl Scenario<'_> {
             }
         }
         drop(agent);
+        drop(loads);
+        drop(cgroups);
+        drop(fixtures);
         assert!(failures.is_empty(), "scenario {}:\n{}", self.name, failures.join("\n"));
     }
 
@@ -108,7 +162,13 @@ impl Scenario<'_> {
     }
 }
 
-fn make_cgroup(group: &Group) -> TestCgroup {
+fn make_cgroup(group: &Group, fixtures: &Fixtures) -> TestCgroup {
+    if let Some(bytes_per_second) = group.write_bps {
+        let disk = fixtures.disk.as_ref().expect("a write limit needs a scenario disk (setup)");
+        let cgroup = TestCgroup::with_blkio_controller(group.name);
+        cgroup.set_write_bps(&disk.device, bytes_per_second);
+        return cgroup;
+    }
     match group.cpu_quota {
         Some((quota, period)) => {
             let cgroup = TestCgroup::with_cpu_controller(group.name);

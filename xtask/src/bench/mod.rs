@@ -88,8 +88,10 @@ impl Settings {
             network_time_limit: Duration::from_secs(if quick { 5 } else { 20 }),
             cgroups: args.cgroups,
             settle: Duration::from_secs(if quick { 2 } else { 5 }),
-            cpu_intervals: if quick { 3 } else { 10 },
-            cpu_interval: Duration::from_secs(1),
+            // Each interval spans two ticks of the agent's default 5 s
+            // tick, so no interval misses the agent's work and shows 0.
+            cpu_intervals: if quick { 2 } else { 6 },
+            cpu_interval: Duration::from_secs(10),
             scrapes: if quick { 3 } else { 10 },
         }
     }
