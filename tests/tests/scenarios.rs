@@ -94,7 +94,7 @@ fn bursty_group_with_low_cpu_is_throttled() {
     .run();
 }
 
-/// A 256 MiB loop device; writers get a blkio limit on it.
+/// Makes a 256 MiB loop device; writers get a blkio limit on it.
 fn slow_disk(fixtures: &mut Fixtures) {
     fixtures.disk = Some(LoopDevice::new(256));
 }
@@ -125,7 +125,7 @@ fn slow_disk_writer_is_disk_io() {
 }
 
 /// Starts `program ARGS READY` inside the scenario's network namespace, in
-/// the servers' own cgroup, and waits until it says it is ready.
+/// the servers' own cgroup, and waits until it writes its ready file.
 fn start_server(fixtures: &mut Fixtures, program: &str, args: &[&str]) {
     let netns = fixtures.netns.get_or_insert_with(NetNs::new);
     let ready = netns.scratch_file(&format!("{program}.ready"));
@@ -136,8 +136,8 @@ fn start_server(fixtures: &mut Fixtures, program: &str, args: &[&str]) {
     wait_for_file(&ready, Duration::from_secs(10));
 }
 
-/// A DNS server on the namespace's loopback answering after 200 ms, and a
-/// resolv.conf for the namespace pointing at it.
+/// Starts a DNS server on the namespace's loopback that answers after
+/// 200 ms, and points the namespace's resolv.conf at it.
 fn slow_dns_server(fixtures: &mut Fixtures) {
     start_server(fixtures, "dns-server", &["53", "200"]);
     let netns = fixtures.netns.as_ref().expect("created by start_server");

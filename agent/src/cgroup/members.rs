@@ -26,8 +26,9 @@ fn collect(dir: &Path, depth: usize, pids: &mut Vec<u32>) {
     }
 }
 
-/// The pid of host process `pid` in its innermost pid namespace: the last
-/// field of the `NSpid:` line of `/proc/PID/status` (Linux 4.1 and later).
+/// Returns the pid of host process `pid` in its innermost pid namespace:
+/// the last field of the `NSpid:` line of `/proc/PID/status` (Linux 4.1
+/// and later).
 pub fn innermost_pid(pid: u32) -> Option<u32> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     parse_innermost_nspid(&status)

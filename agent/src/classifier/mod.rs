@@ -22,7 +22,7 @@ pub enum Class {
     /// Its tasks queue for CPU while its own use is low: others have the
     /// CPUs.
     CpuContention,
-    /// Its CFS quota holds its tasks back, also with a low average CPU.
+    /// Its CFS quota throttles its tasks, also with a low average CPU.
     CpuThrottled,
     /// A large share of its tasks' time goes to block-I/O wait.
     DiskIo,
@@ -194,9 +194,9 @@ impl Evidence {
         self.cpu_used_cores.unwrap_or(0.0) * self.window_seconds
     }
 
-    /// The group's task time that is not idle: CPU used plus the time its
-    /// tasks waited on each cause. Costs are shares of this, so they are
-    /// comparable across causes.
+    /// Returns the group's task time that is not idle: CPU used plus the
+    /// time its tasks waited on each cause. Costs are shares of this, so
+    /// they are comparable across causes.
     pub fn busy_seconds(&self) -> f64 {
         self.cpu_seconds()
             + self.runqueue_wait_seconds
