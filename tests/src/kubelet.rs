@@ -20,6 +20,8 @@ pub struct KubeletNode {
     v2_root: PathBuf,
     /// Cgroups made, in creation order (removed in reverse).
     made: Vec<PathBuf>,
+    /// Cgroups made in the v1 `cpu` hierarchy, likewise.
+    made_v1: Vec<PathBuf>,
     workloads: Vec<Workload>,
     pub pod_log_dir: PathBuf,
     pub container_log_dir: PathBuf,
@@ -47,6 +49,7 @@ impl KubeletNode {
             parent,
             v2_root,
             made: Vec::new(),
+            made_v1: Vec::new(),
             workloads: Vec::new(),
             pod_log_dir,
             container_log_dir,
@@ -95,6 +98,42 @@ impl KubeletNode {
         PlacedContainer { cgroup, pid }
     }
 
+    /// Like [`KubeletNode::add_container`], running `workload ARGS`, with a
+    /// CFS quota on the container: in the v1 `cpu` hierarchy at the same
+    /// path on hybrid hosts, as kubelet lays it out, or in `cpu.max` on
+    /// pure v2 hosts.
+    pub fn add_limited_container(&mut self, relative: &str, args: &[&str], quota_us: u64, period_us: u64) -> PlacedContainer {
+        let cgroup = format!("{}{relative}", self.parent);
+        self.make_cgroup(&cgroup);
+        let mut procs = vec![self.v2_root.join(cgroup.trim_start_matches('/')).join("cgroup.procs")];
+        match hierarchy_roots().1 {
+            Some(v1_cpu_root) => {
+                let mut path = v1_cpu_root;
+                for component in cgroup.trim_start_matches('/').split('/') {
+                    path.push(component);
+                    if !path.exists() {
+                        fs::create_dir(&path).unwrap_or_else(|error| panic!("creating {}: {error}", path.display()));
+                        self.made_v1.push(path.clone());
+                    }
+                }
+                fs::write(path.join("cpu.cfs_period_us"), period_us.to_string()).expect("setting the CFS period");
+                fs::write(path.join("cpu.cfs_quota_us"), quota_us.to_string()).expect("setting the CFS quota");
+                procs.push(path.join("cgroup.procs"));
+            }
+            None => {
+                let dir = self.v2_root.join(cgroup.trim_start_matches('/'));
+                fs::write(dir.join("cpu.max"), format!("{quota_us} {period_us}"))
+                    .expect("setting cpu.max (the parent cgroups need the cpu controller)");
+            }
+        }
+        let mut command = Command::new(binary("workload"));
+        command.args(args);
+        let workload = Workload::spawn_into(&procs, command);
+        let pid = workload.pid();
+        self.workloads.push(workload);
+        PlacedContainer { cgroup, pid }
+    }
+
     /// Removes a pod: its processes, cgroups below `pod_cgroup` (relative
     /// to the parent) and its log folder.
     pub fn remove_pod(&mut self, pod_cgroup: &str, log_folder: &str) {
@@ -132,7 +171,7 @@ fn remove_cgroup(path: &Path) {
 impl Drop for KubeletNode {
     fn drop(&mut self) {
         self.workloads.clear();
-        for path in self.made.iter().rev() {
+        for path in self.made.iter().rev().chain(self.made_v1.iter().rev()) {
             remove_cgroup(path);
         }
         let _ = fs::remove_dir_all(&self.temp);

@@ -14,6 +14,7 @@ pub mod kubelet;
 pub mod metrics;
 pub mod netns;
 pub mod process;
+pub mod prometheus;
 pub mod scenario;
 
 pub use agent::Agent;

@@ -3,7 +3,12 @@
 
 use std::{process::Command, thread, time::Duration};
 
-use integration_tests::{Agent, binary, kubelet::KubeletNode, require_root};
+use integration_tests::{
+    Agent, binary,
+    kubelet::KubeletNode,
+    prometheus::{JOB, Prometheus},
+    require_root,
+};
 
 const CART_UID: &str = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
 const REPORT_UID: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
@@ -144,4 +149,43 @@ fn classify_unknown_pod_fails_clearly() {
     assert!(stderr.contains("pod shop/absent not found"), "{stderr}");
     let malformed_stderr = String::from_utf8_lossy(&malformed.stderr);
     assert!(malformed_stderr.contains("expected NAMESPACE/NAME"), "{malformed_stderr}");
+}
+
+#[test]
+fn prometheus_reads_throttled_pod() {
+    require_root();
+    let mut node = KubeletNode::new();
+    let cart_id = container_id('9');
+    node.add_logs("shop", "cart-7d9f", CART_UID, "cart", &cart_id);
+    let cart = node.add_limited_container(
+        &format!("/kubepods/burstable/pod{CART_UID}/{cart_id}"),
+        &["busy", "2"],
+        20_000,
+        100_000,
+    );
+    let agent = Agent::start(&[
+        "--pod-log-dir",
+        node.pod_log_dir.to_str().expect("UTF-8 path"),
+        "--container-log-dir",
+        node.container_log_dir.to_str().expect("UTF-8 path"),
+    ]);
+    let prometheus = Prometheus::start(&agent.address);
+
+    prometheus.wait_for(&format!("up{{job=\"{JOB}\"}}"), Duration::from_secs(30), |up| up == 1.0);
+    // The same expressions as deploy/prometheus/alerts.yaml uses.
+    let ratio = prometheus.wait_for(
+        "sum by (namespace, pod, container) (rate(chokepoint_cpu_cfs_throttled_periods_total{pod=\"cart-7d9f\",container=\"cart\"}[10s])) \
+         / sum by (namespace, pod, container) (rate(chokepoint_cpu_cfs_periods_total{pod=\"cart-7d9f\",container=\"cart\"}[10s]))",
+        Duration::from_secs(30),
+        |ratio| ratio > 0.8,
+    );
+    let primary = prometheus.wait_for(
+        "chokepoint_bottleneck_primary{namespace=\"shop\",pod=\"cart-7d9f\",container=\"cart\",class=\"cpu_throttled\"}",
+        Duration::from_secs(30),
+        |value| value == 1.0,
+    );
+
+    eprintln!("Prometheus: throttled ratio {ratio:.3} for shop/cart-7d9f ({}), primary class cpu_throttled = {primary}", cart.cgroup);
+    assert!(ratio > 0.8);
+    assert_eq!(primary, 1.0);
 }
