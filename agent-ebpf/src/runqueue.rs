@@ -10,9 +10,9 @@
 use agent_common::{histogram::LatencyHistogram, probe::ProbeId, runqueue::NeighbourKey};
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{map, raw_tracepoint},
-    maps::{HashMap, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::RawTracePointContext,
 };
 
@@ -33,6 +33,29 @@ static RUNQ_ENQUEUED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_THREADS,
 #[map]
 static RUNQ_LATENCY: PerCpuHashMap<u64, LatencyHistogram> =
     PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+
+/// [`PendingWait::parts`] bits.
+const PART_QUEUED: u32 = 1;
+const PART_THROTTLED: u32 = 2;
+const PART_IOWAIT: u32 = 4;
+
+/// The waits that ended when the task now on this CPU was switched in,
+/// recorded when it leaves the CPU (see `record_pending`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PendingWait {
+    tid: u32,
+    /// Which of the waits below are set (`PART_*` bits).
+    parts: u32,
+    queued_ns: u64,
+    throttled_ns: u64,
+    iowait_ns: u64,
+    /// Cgroup of the task that ran on this CPU before it.
+    runner: u64,
+}
+
+#[map]
+static PENDING_WAIT: PerCpuArray<PendingWait> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static RUNQ_NEIGHBOURS: PerCpuHashMap<NeighbourKey, u64> =
@@ -78,14 +101,26 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     let prev = Task(ctx.arg::<*const u8>(1));
     let next = Task(ctx.arg::<*const u8>(2));
 
-    match (prev.state(), prev.tid()) {
-        (Ok(0), Ok(tid)) if tid != 0 => mark_enqueued(PROBE, tid, throttle::preempted_stamp(PROBE, prev, tid, now)),
-        (Ok(state), Ok(tid)) if tid != 0 => iowait::on_sleep(PROBE, prev, tid, state, now),
-        (Ok(_), Ok(_)) => {}
-        _ => count_loss(PROBE, Loss::ReadError),
+    // `prev` is still the current task here (the tracepoint fires before
+    // the context switch), so its thread id comes from a helper rather
+    // than a kernel read. The low 32 bits are the thread id.
+    let prev_tid = bpf_get_current_pid_tgid() as u32;
+    match prev.state() {
+        Ok(0) if prev_tid != 0 => mark_enqueued(PROBE, prev_tid, throttle::preempted_stamp(PROBE, prev, prev_tid, now)),
+        Ok(state) if prev_tid != 0 => iowait::on_sleep(PROBE, prev, prev_tid, state, now),
+        Ok(_) => {}
+        Err(_) => count_loss(PROBE, Loss::ReadError),
     }
 
-    if finish_wait(next, now).is_err() {
+    // The cgroup of `prev`, the current task: of the task whose pending
+    // waits are recorded now, and of the runner ahead of `next`.
+    let prev_cgroup = current_cgroup_id();
+    match prev_cgroup {
+        Ok(cgroup) => record_pending(prev_tid, cgroup),
+        Err(_) => count_loss(PROBE, Loss::ReadError),
+    }
+
+    if finish_wait(next, now, prev_cgroup).is_err() {
         count_loss(PROBE, Loss::ReadError);
     }
     0
@@ -101,8 +136,15 @@ fn mark_enqueued(probe: ProbeId, tid: u32, stamp: u64) {
 /// Ends the waits of `next` that were recorded (run queue or throttle,
 /// and I/O) and counts them.
 #[inline(always)]
-fn finish_wait(next: Task, now: u64) -> Result<(), i32> {
+fn finish_wait(next: Task, now: u64, runner: Result<u64, i32>) -> Result<(), i32> {
+    let Some(pending) = PENDING_WAIT.get_ptr_mut(0) else { return Ok(()) };
+    // SAFETY: this CPU's slot of a per-CPU array; sched_switch does not
+    // nest on one CPU.
+    let pending = unsafe { &mut *pending };
+    // Whatever happens below, the slot now describes `next` alone.
+    pending.parts = 0;
     let tid = next.tid()?;
+    pending.tid = tid;
     if tid == 0 {
         return Ok(()); // the idle task never waits
     }
@@ -111,35 +153,64 @@ fn finish_wait(next: Task, now: u64) -> Result<(), i32> {
     if enqueued.is_some() {
         let _ = RUNQ_ENQUEUED.remove(tid);
     }
-    let iowait_started = iowait::take_started(tid);
-    if enqueued.is_none() && iowait_started.is_none() {
-        return Ok(());
-    }
-    let cgroup = next.cgroup_id()?;
     if let Some(stamp) = enqueued {
         let (enqueued_at, throttled) = throttle::decode_stamp(stamp);
         let wait = now.saturating_sub(enqueued_at);
-        let queued = if throttled {
-            let throttled_ns = throttle::throttled_part(tid, wait);
-            throttle::record(ProbeId::SchedSwitch, cgroup, throttled_ns);
-            wait.saturating_sub(throttled_ns)
-        } else {
-            wait
-        };
+        let throttled_ns = if throttled { throttle::throttled_part(tid, wait) } else { 0 };
+        if throttled {
+            pending.parts |= PART_THROTTLED;
+            pending.throttled_ns = throttled_ns;
+        }
+        let queued = wait.saturating_sub(throttled_ns);
         if queued > 0 || !throttled {
-            record_wait(cgroup, queued);
-            // sched_switch runs before the context switch, so the current
-            // task is `prev`: the task that held this CPU until `next` got
-            // it. Time held back by throttling is nobody's doing but the
-            // group's own quota, so only the queued part counts here.
-            let runner = current_cgroup_id()?;
-            record_neighbour(NeighbourKey { waiter: cgroup, runner }, queued);
+            pending.parts |= PART_QUEUED;
+            pending.queued_ns = queued;
         }
     }
-    if let Some(started) = iowait_started {
-        iowait::record(ProbeId::SchedSwitch, cgroup, now.saturating_sub(started));
+    if let Some(started) = iowait::take_started(tid) {
+        pending.parts |= PART_IOWAIT;
+        pending.iowait_ns = now.saturating_sub(started);
     }
+    // sched_switch runs before the context switch, so the current task is
+    // `prev`: the task that held this CPU until `next` got it.
+    pending.runner = runner?;
     Ok(())
+}
+
+/// Records the waits that ended when the task now leaving the CPU was
+/// switched in. That task is the current one, so `cgroup` came from a
+/// helper, not from four reads of its `task_struct`; the cost is that a
+/// wait is counted when its task next leaves the CPU, not when it ends.
+#[inline(always)]
+fn record_pending(prev_tid: u32, cgroup: u64) {
+    let Some(pending) = PENDING_WAIT.get_ptr_mut(0) else { return };
+    // SAFETY: as in `finish_wait`.
+    let pending = unsafe { &mut *pending };
+    if pending.parts == 0 || pending.tid != prev_tid {
+        return;
+    }
+    if pending.parts & PART_THROTTLED != 0 {
+        throttle::record(ProbeId::SchedSwitch, cgroup, pending.throttled_ns);
+    }
+    if pending.parts & PART_QUEUED != 0 {
+        record_wait(cgroup, pending.queued_ns);
+        // Time held back by throttling is the group's own quota, so only
+        // the queued part names a neighbour, and waits behind the group's
+        // own tasks name none (the agent would drop such pairs).
+        if pending.runner != cgroup {
+            record_neighbour(
+                NeighbourKey {
+                    waiter: cgroup,
+                    runner: pending.runner,
+                },
+                pending.queued_ns,
+            );
+        }
+    }
+    if pending.parts & PART_IOWAIT != 0 {
+        iowait::record(ProbeId::SchedSwitch, cgroup, pending.iowait_ns);
+    }
+    pending.parts = 0;
 }
 
 #[inline(always)]
