@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 
 use crate::{
-    cgroup::{CgroupId, Hierarchy, members, process::ProcessCgroups},
+    cgroup::{CgroupId, Hierarchy, members, namespace::NamespaceRoot, process::ProcessCgroups},
     classifier::Class,
     config::{EngineArgs, parse_duration},
     engine::Engine,
@@ -110,7 +110,8 @@ fn resolve_target(
     };
     if let Some(pid) = host_pid {
         let cgroups = ProcessCgroups::of_pid(pid)?;
-        let process = process_info(pid, &cgroups, engine.layout().identity)?;
+        let mut process = process_info(pid, &cgroups, engine.layout().identity)?;
+        process.cgroup = namespace_root(engine)?.resolve(&process.cgroup);
         let id = engine.cgroup_id(&process.cgroup).with_context(|| {
             format!(
                 "cgroup {} of pid {pid} not found under {}",
@@ -130,6 +131,25 @@ fn resolve_target(
         id,
         cgroup,
         process: None,
+    })
+}
+
+/// Finds where this process's cgroup namespace is rooted in the identifying
+/// hierarchy, so that paths from `/proc/PID/cgroup` can be resolved even
+/// when the agent runs in a container with a private cgroup namespace.
+fn namespace_root(engine: &Engine) -> anyhow::Result<NamespaceRoot> {
+    let own = ProcessCgroups::of_pid(std::process::id())?;
+    let own_path = match engine.layout().identity {
+        Hierarchy::V2 => own.unified,
+        Hierarchy::V1Cpu => own.v1_cpu,
+    }
+    .unwrap_or_else(|| "/".to_owned());
+    let root = engine.layout().identity_root();
+    NamespaceRoot::find(root, &own_path).with_context(|| {
+        format!(
+            "this process's own cgroup was not found under {}; mount the node's cgroup hierarchy into the agent's container",
+            root.display()
+        )
     })
 }
 

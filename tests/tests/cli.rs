@@ -174,3 +174,28 @@ fn classify_without_privilege_names_capabilities() {
     assert!(stderr.contains("CAP_PERFMON"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn classify_in_private_cgroup_namespace() {
+    require_root();
+    let victim = TestCgroup::new("victim");
+    let agent_group = TestCgroup::new("agent-container");
+    let load = Workload::start(&victim, &["wake-loop", "2000", "100"]);
+
+    // Like an agent in a container with its own cgroup namespace: it joins
+    // its cgroup, then unshares, so /proc/PID/cgroup of the victim reads
+    // `/../chokepoint-test-...-victim` from inside.
+    let procs = agent_group.v2_dir.join("cgroup.procs");
+    let script = format!(
+        "echo $$ > '{}' && exec unshare --cgroup '{}' classify --pid {} --duration 1s --output json",
+        procs.display(),
+        binary("agent").display(),
+        load.pid()
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().expect("running unshare");
+
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("no JSON ({error}): {}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(report["process"]["cgroup"], victim.relative.as_str());
+    assert_eq!(report["cgroup"], victim.relative.as_str());
+}

@@ -4,6 +4,7 @@
 pub mod cpu_stat;
 pub mod layout;
 pub mod members;
+pub mod namespace;
 pub mod process;
 pub mod resolver;
 
