@@ -15,7 +15,7 @@ pub struct NamespaceRoot {
 }
 
 impl NamespaceRoot {
-    /// The root of a process that shares the hierarchy's own view.
+    /// Returns the root for a process that shares the hierarchy's own view.
     pub fn hierarchy_root() -> Self {
         Self { path: "/".to_owned() }
     }
