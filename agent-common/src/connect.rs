@@ -65,6 +65,17 @@ pub struct ConnectCounters {
 }
 
 impl ConnectCounters {
+    /// Adds `other`'s counters to these, field by field.
+    pub fn add(&mut self, other: &Self) {
+        self.established += other.established;
+        self.refused += other.refused;
+        self.timed_out += other.timed_out;
+        self.abandoned += other.abandoned;
+        self.other_error += other.other_error;
+        self.failed_ns += other.failed_ns;
+        self.latency.add(&other.latency);
+    }
+
     pub const ZERO: Self = Self {
         established: 0,
         refused: 0,

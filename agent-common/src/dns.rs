@@ -78,6 +78,19 @@ pub struct DnsCounters {
 }
 
 impl DnsCounters {
+    /// Adds `other`'s counters to these, field by field.
+    pub fn add(&mut self, other: &Self) {
+        for (sum, count) in self.queries.iter_mut().zip(other.queries.iter()) {
+            *sum += count;
+        }
+        for (sum, count) in self.responses.iter_mut().zip(other.responses.iter()) {
+            *sum += count;
+        }
+        self.unmatched_responses += other.unmatched_responses;
+        self.malformed += other.malformed;
+        self.latency.add(&other.latency);
+    }
+
     pub const ZERO: Self = Self {
         queries: [0; QTYPE_SLOTS],
         responses: [0; RCODE_SLOTS],

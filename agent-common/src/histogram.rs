@@ -27,6 +27,16 @@ impl LatencyHistogram {
         slots: [0; SLOTS],
     };
 
+    /// Adds `other`'s counts to these, slot by slot: for summing the
+    /// per-CPU copies of a map value.
+    pub fn add(&mut self, other: &Self) {
+        self.count += other.count;
+        self.total_ns += other.total_ns;
+        for (sum, count) in self.slots.iter_mut().zip(other.slots.iter()) {
+            *sum += count;
+        }
+    }
+
     /// Records one wait of `ns` nanoseconds.
     #[inline(always)]
     pub fn record(&mut self, ns: u64) {

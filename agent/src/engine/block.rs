@@ -23,7 +23,7 @@ use agent_common::{block::BlockKey, histogram::LatencyHistogram};
 
 use crate::{
     cgroup::{CgroupId, CgroupLayout, CgroupResolver},
-    probes::{block::BlockMaps, runqueue::sum_per_cpu},
+    probes::block::BlockMaps,
 };
 
 /// Block request latency of one cgroup on one disk.
@@ -74,7 +74,7 @@ impl BlockAttribution {
             // Requests without a blkcg and those of the root blkcg both
             // count for the root cgroup, so keys can meet here.
             match series.iter_mut().find(|series| series.device == device) {
-                Some(existing) => existing.latency = sum_per_cpu([existing.latency, latency].iter()),
+                Some(existing) => existing.latency.add(&latency),
                 None => series.push(BlockSeries {
                     device,
                     device_name: self.device_name(&key),

@@ -171,20 +171,6 @@ fn counters_delta(later: &ConnectCounters, earlier: &ConnectCounters) -> Connect
     }
 }
 
-fn add_counters(sum: &mut ConnectCounters, value: &ConnectCounters) {
-    sum.established += value.established;
-    sum.refused += value.refused;
-    sum.timed_out += value.timed_out;
-    sum.abandoned += value.abandoned;
-    sum.other_error += value.other_error;
-    sum.failed_ns += value.failed_ns;
-    sum.latency.count += value.latency.count;
-    sum.latency.total_ns += value.latency.total_ns;
-    for (slot, count) in sum.latency.slots.iter_mut().zip(value.latency.slots.iter()) {
-        *slot += count;
-    }
-}
-
 /// What one tick read for every cgroup with network activity.
 #[derive(Debug, Default)]
 pub struct NetworkReading {
@@ -242,7 +228,7 @@ impl NetworkState {
                 let destination = assign_destination(state, socket_address(&key), self.config.max_destinations);
                 let totals = reading.connect.entry(key.cgroup).or_default();
                 let sum = totals.destinations.entry(destination).or_insert(ConnectCounters::ZERO);
-                add_counters(sum, &counters);
+                sum.add(&counters);
                 totals.folded_destinations = state.folded.len() as u64;
             }
         }
@@ -350,7 +336,7 @@ impl ConnectEvidence {
         let mut total = ConnectCounters::ZERO;
         let mut evidence = Self::default();
         for (destination, counters) in &delta.destinations {
-            add_counters(&mut total, counters);
+            total.add(counters);
             let failed = failures(counters);
             if failed > evidence.worst_destination_failures {
                 evidence.worst_destination = Some(*destination);

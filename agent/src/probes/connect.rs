@@ -10,7 +10,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap},
 };
 
-use super::{dns::monotonic_ns, runqueue::sum_per_cpu};
+use super::dns::monotonic_ns;
 use crate::cgroup::CgroupId;
 
 /// Age after which an in-flight connect is dropped without being counted.
@@ -80,16 +80,10 @@ impl ConnectMaps {
     }
 }
 
-fn sum_counters<'a>(values: impl Iterator<Item = &'a ConnectCounters> + Clone) -> ConnectCounters {
+fn sum_counters<'a>(values: impl Iterator<Item = &'a ConnectCounters>) -> ConnectCounters {
     let mut total = ConnectCounters::ZERO;
-    for value in values.clone() {
-        total.established += value.established;
-        total.refused += value.refused;
-        total.timed_out += value.timed_out;
-        total.abandoned += value.abandoned;
-        total.other_error += value.other_error;
-        total.failed_ns += value.failed_ns;
+    for value in values {
+        total.add(value);
     }
-    total.latency = sum_per_cpu(values.map(|value| &value.latency));
     total
 }

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use agent_common::dns::{
-    DNS_COUNTERS_MAP, DNS_PENDING_MAP, DnsCounters, DnsPendingQuery, DnsQueryKey, QTYPE_SLOTS, RCODE_SLOTS,
+    DNS_COUNTERS_MAP, DNS_PENDING_MAP, DnsCounters, DnsPendingQuery, DnsQueryKey,
 };
 use anyhow::Context as _;
 use aya::{
@@ -12,7 +12,6 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap},
 };
 
-use super::runqueue::sum_per_cpu;
 use crate::cgroup::CgroupId;
 
 pub struct DnsMaps {
@@ -75,19 +74,11 @@ impl DnsMaps {
     }
 }
 
-fn sum_counters<'a>(values: impl Iterator<Item = &'a DnsCounters> + Clone) -> DnsCounters {
+fn sum_counters<'a>(values: impl Iterator<Item = &'a DnsCounters>) -> DnsCounters {
     let mut total = DnsCounters::ZERO;
-    for value in values.clone() {
-        for slot in 0..QTYPE_SLOTS {
-            total.queries[slot] += value.queries[slot];
-        }
-        for slot in 0..RCODE_SLOTS {
-            total.responses[slot] += value.responses[slot];
-        }
-        total.unmatched_responses += value.unmatched_responses;
-        total.malformed += value.malformed;
+    for value in values {
+        total.add(value);
     }
-    total.latency = sum_per_cpu(values.map(|value| &value.latency));
     total
 }
 

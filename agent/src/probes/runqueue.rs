@@ -72,11 +72,7 @@ impl RunQueueMaps {
 pub fn sum_per_cpu<'a>(values: impl Iterator<Item = &'a LatencyHistogram>) -> LatencyHistogram {
     let mut total = LatencyHistogram::ZERO;
     for value in values {
-        total.count += value.count;
-        total.total_ns += value.total_ns;
-        for (sum, slot) in total.slots.iter_mut().zip(value.slots.iter()) {
-            *sum += slot;
-        }
+        total.add(value);
     }
     total
 }
