@@ -13,7 +13,6 @@ use agent_common::{
     probe::ProbeId,
 };
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
     helpers::bpf_ktime_get_ns,
     macros::{map, raw_tracepoint},
     maps::{HashMap, PerCpuHashMap},
@@ -21,6 +20,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    per_cpu,
     stats::{Loss, count_event, count_loss},
     task::{offsets, read_kernel},
 };
@@ -114,20 +114,8 @@ fn non_null(pointer: *const u8) -> Result<*const u8, i32> {
 
 #[inline(always)]
 fn record_latency(probe: ProbeId, key: &BlockKey, latency_ns: u64) {
-    let histogram = match BLOCK_LATENCY.get_ptr_mut(key) {
-        Some(histogram) => histogram,
-        None => {
-            // BPF_NOEXIST: another CPU may have inserted the entry in the
-            // meantime; then the lookup below finds that one.
-            let _ = BLOCK_LATENCY.insert(key, LatencyHistogram::ZERO, BPF_NOEXIST as u64);
-            match BLOCK_LATENCY.get_ptr_mut(key) {
-                Some(histogram) => histogram,
-                None => {
-                    count_loss(probe, Loss::MapFull);
-                    return;
-                }
-            }
-        }
+    let Some(histogram) = per_cpu::entry(&BLOCK_LATENCY, key, &LatencyHistogram::ZERO, probe) else {
+        return;
     };
     // SAFETY: this CPU's copy of a per-CPU value, written only by this
     // program. It can run in interrupt context, but the kernel never runs a

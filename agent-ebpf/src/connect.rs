@@ -12,7 +12,6 @@ use agent_common::{
     probe::ProbeId,
 };
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
     helpers::bpf_ktime_get_ns,
     macros::{map, raw_tracepoint},
     maps::{HashMap, PerCpuHashMap},
@@ -20,6 +19,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    per_cpu,
     stats::{Loss, count_event, count_loss},
     task::{Kernel, current_cgroup_id, offsets},
 };
@@ -160,20 +160,8 @@ fn end_connect(sock: Kernel, new_state: u64) -> Result<(), i32> {
 
 #[inline(always)]
 fn with_counters(key: &ConnectKey, update: impl FnOnce(&mut ConnectCounters)) {
-    let counters = match CONNECT_COUNTERS.get_ptr_mut(key) {
-        Some(counters) => counters,
-        None => {
-            // BPF_NOEXIST: another CPU may have inserted the entry in the
-            // meantime; then the lookup below finds that one.
-            let _ = CONNECT_COUNTERS.insert(key, &ZERO_COUNTERS, BPF_NOEXIST as u64);
-            match CONNECT_COUNTERS.get_ptr_mut(key) {
-                Some(counters) => counters,
-                None => {
-                    count_loss(PROBE, Loss::MapFull);
-                    return;
-                }
-            }
-        }
+    let Some(counters) = per_cpu::entry(&CONNECT_COUNTERS, key, &ZERO_COUNTERS, PROBE) else {
+        return;
     };
     // SAFETY: this CPU's copy of a per-CPU value; raw tracepoint programs
     // do not nest on one CPU (the kernel skips a nested run).

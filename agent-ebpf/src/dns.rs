@@ -26,7 +26,10 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 
-use crate::stats::{Loss, count_event, count_loss};
+use crate::{
+    per_cpu,
+    stats::{Loss, count_event, count_loss},
+};
 
 /// Default sizes; the agent overrides both from its configuration.
 const MAX_PENDING_QUERIES: u32 = 16_384;
@@ -317,20 +320,8 @@ fn record_response(ctx: &SkBuffContext, key: &DnsQueryKey, rcode: usize, tcp: bo
 /// first use.
 #[inline(always)]
 fn with_counters(probe: ProbeId, cgroup: u64, update: impl FnOnce(&mut DnsCounters)) {
-    let counters = match DNS_COUNTERS.get_ptr_mut(cgroup) {
-        Some(counters) => counters,
-        None => {
-            // BPF_NOEXIST: another CPU may have inserted the entry in the
-            // meantime; then the lookup below finds that one.
-            let _ = DNS_COUNTERS.insert(cgroup, &ZERO_COUNTERS, BPF_NOEXIST as u64);
-            match DNS_COUNTERS.get_ptr_mut(cgroup) {
-                Some(counters) => counters,
-                None => {
-                    count_loss(probe, Loss::MapFull);
-                    return;
-                }
-            }
-        }
+    let Some(counters) = per_cpu::entry(&DNS_COUNTERS, &cgroup, &ZERO_COUNTERS, probe) else {
+        return;
     };
     // SAFETY: this CPU's copy of a per-CPU value, valid while the program
     // runs. NOTE: an ingress run in softirq can interrupt an egress run on

@@ -17,6 +17,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    per_cpu,
     iowait,
     stats::{Loss, count_event, count_loss},
     task::{Task, current_cgroup_id},
@@ -45,7 +46,7 @@ const PART_IOWAIT: u32 = 4;
 #[derive(Clone, Copy)]
 struct PendingWait {
     tid: u32,
-    /// Which of the waits below are set (`PART_*` bits).
+    /// Bit set of the waits below that are present (`PART_*` bits).
     parts: u32,
     queued_ns: u64,
     throttled_ns: u64,
@@ -179,8 +180,8 @@ fn finish_wait(next: Task, now: u64, runner: Result<u64, i32>) -> Result<(), i32
 
 /// Records the waits that ended when the task now leaving the CPU was
 /// switched in. That task is the current one, so `cgroup` came from a
-/// helper, not from four reads of its `task_struct`; the cost is that a
-/// wait is counted when its task next leaves the CPU, not when it ends.
+/// helper, not from four reads of its `task_struct`. In exchange, a wait
+/// is counted when its task next leaves the CPU, not when it ends.
 #[inline(always)]
 fn record_pending(prev_tid: u32, cgroup: u64) {
     let Some(pending) = PENDING_WAIT.get_ptr_mut(0) else { return };
@@ -226,20 +227,8 @@ fn record_neighbour(key: NeighbourKey, wait_ns: u64) {
 
 #[inline(always)]
 fn record_wait(cgroup: u64, wait_ns: u64) {
-    let histogram = match RUNQ_LATENCY.get_ptr_mut(cgroup) {
-        Some(histogram) => histogram,
-        None => {
-            // BPF_NOEXIST: another CPU may have inserted the entry in the
-            // meantime; then the lookup below finds that one.
-            let _ = RUNQ_LATENCY.insert(cgroup, LatencyHistogram::ZERO, BPF_NOEXIST as u64);
-            match RUNQ_LATENCY.get_ptr_mut(cgroup) {
-                Some(histogram) => histogram,
-                None => {
-                    count_loss(ProbeId::SchedSwitch, Loss::MapFull);
-                    return;
-                }
-            }
-        }
+    let Some(histogram) = per_cpu::entry(&RUNQ_LATENCY, &cgroup, &LatencyHistogram::ZERO, ProbeId::SchedSwitch) else {
+        return;
     };
     // SAFETY: this CPU's copy of a per-CPU value; sched_switch does not nest
     // on one CPU.
