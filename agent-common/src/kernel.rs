@@ -5,7 +5,7 @@
 //! hands them to the probes as the global [`KERNEL_OFFSETS_SYMBOL`] before
 //! loading them.
 
-/// Name of the global in the probe object that holds [`KernelOffsets`].
+/// Name of the global in the probe object that contains [`KernelOffsets`].
 pub const KERNEL_OFFSETS_SYMBOL: &str = "KERNEL_OFFSETS";
 
 /// [`KernelOffsets::cgroup_hierarchy`]: identify tasks by their cgroup in

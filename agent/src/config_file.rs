@@ -15,8 +15,8 @@ const FLAG: &str = "--config";
 
 /// Returns the arguments with the settings of `--config FILE` (if given)
 /// inserted right after the subcommand, so later command-line flags win.
-/// `is_known(subcommand, name)` tells whether a setting name is a long flag
-/// of that subcommand.
+/// `is_known(subcommand, name)` returns whether a setting name is a long
+/// flag of that subcommand.
 pub fn expand_args(args: Vec<OsString>, is_known: impl Fn(&str, &str) -> bool) -> anyhow::Result<Vec<OsString>> {
     let Some(position) = args.iter().position(|arg| arg == FLAG || arg.to_string_lossy().starts_with("--config=")) else {
         return Ok(args);

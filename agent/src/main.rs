@@ -77,8 +77,9 @@ fn is_long_flag(subcommand: &str, name: &str) -> bool {
         .is_some_and(|command| command.get_arguments().any(|arg| arg.get_long() == Some(name) && name != "config"))
 }
 
-/// The daemon logs what it attaches and finds. The one-shot command logs
-/// only warnings, so its report is the only thing on the terminal.
+/// Returns the default log filter. The daemon logs what it attaches and
+/// finds. The one-shot command logs only warnings, so its report is the
+/// only thing on the terminal.
 fn default_filter(cli: &Cli) -> &'static str {
     match cli.command {
         Command::Run(_) => "info",

@@ -106,9 +106,9 @@ impl CgroupLayout {
     /// `relative` in the identifying hierarchy, most specific first.
     ///
     /// NOTE: the v1 `cpu` cgroup of a v2 cgroup is taken to have the same
-    /// relative path, which is how kubelet and systemd lay out every
-    /// hierarchy; a host that places a task at different paths in the two
-    /// hierarchies gets no v1 counters for it.
+    /// relative path, as kubelet and systemd lay out every hierarchy. A
+    /// host that places a task at different paths in the two hierarchies
+    /// gets no v1 counters for it.
     pub fn cpu_dirs(&self, relative: &str) -> Vec<PathBuf> {
         let v2 = self.v2_root.as_deref().map(|root| join_relative(root, relative));
         let v1 = self.v1_cpu_root.as_deref().map(|root| join_relative(root, relative));

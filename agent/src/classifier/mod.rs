@@ -94,9 +94,10 @@ pub struct Thresholds {
     /// SERVFAIL, REFUSED, other errors and timeouts per query above which
     /// lookups are failing.
     pub dns_failure_ratio: f64,
-    /// NXDOMAIN answers per query above which search-domain expansion
-    /// multiplies lookups (with `ndots:5`, one external name costs up to
-    /// five NXDOMAIN rounds first).
+    /// NXDOMAIN responses per query above which search-domain expansion
+    /// multiplies lookups. With `ndots:5`, an external name costs one
+    /// NXDOMAIN round per search domain first, three with the Kubernetes
+    /// default search list.
     pub dns_nxdomain_ratio: f64,
     /// Connect p99 latency, in seconds, above which connects are slow.
     pub connect_latency_seconds: f64,

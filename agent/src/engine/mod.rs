@@ -51,7 +51,7 @@ pub struct EngineConfig {
     pub map_sizes: MapSizes,
     /// BTF file to use instead of the running kernel's.
     pub btf: Option<std::path::PathBuf>,
-    /// Which cgroup hierarchy identifies tasks.
+    /// Cgroup hierarchy that identifies tasks.
     pub hierarchy: HierarchyChoice,
     /// The kubelet's log folders that name pods and containers.
     pub pod_logs: PodLogSources,

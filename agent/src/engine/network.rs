@@ -59,7 +59,7 @@ impl DnsTotals {
         self.counters.responses.iter().sum()
     }
 
-    /// Whether the cgroup has shown any DNS traffic.
+    /// Returns whether the cgroup has shown any DNS traffic.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
@@ -171,7 +171,7 @@ fn counters_delta(later: &ConnectCounters, earlier: &ConnectCounters) -> Connect
     }
 }
 
-/// What one tick read for every cgroup with network activity.
+/// Network counters one tick read, for every cgroup with network activity.
 #[derive(Debug, Default)]
 pub struct NetworkReading {
     pub dns: HashMap<CgroupId, DnsTotals>,
@@ -267,8 +267,8 @@ pub struct DnsEvidence {
     pub timeouts: u64,
     pub p50_seconds: Option<f64>,
     pub p99_seconds: Option<f64>,
-    /// NXDOMAIN answers per query. Search-domain expansion (`ndots`) shows
-    /// here: it costs time but is not a resolver failure.
+    /// NXDOMAIN responses per query. Search-domain expansion (`ndots`)
+    /// shows here: it costs time but is not a resolver failure.
     pub nxdomain_ratio: f64,
     /// SERVFAIL, REFUSED, other error RCODEs and timeouts per query.
     pub failure_ratio: f64,

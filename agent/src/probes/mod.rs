@@ -297,8 +297,8 @@ fn add_sock_offsets(btf: &KernelBtf, offsets: &mut agent_common::kernel::KernelO
     offsets.sock_v6_daddr = common + btf.member_offset("sock_common", "skc_v6_daddr")?.byte_offset;
     offsets.sock_dport = common + btf.member_offset("sock_common", "skc_dport")?.byte_offset;
     offsets.sock_err = btf.member_offset("sock", "sk_err")?.byte_offset;
-    // Before Linux 5.6 sk_protocol was an 8-bit bitfield; 0 tells the probe
-    // not to filter on it.
+    // Before Linux 5.6 sk_protocol was an 8-bit bitfield. An offset of 0
+    // makes the probe skip the protocol filter.
     let protocol = btf.member_offset("sock", "sk_protocol")?;
     offsets.sock_protocol = if protocol.bitfield_size == 0 && protocol.size == 2 { protocol.byte_offset } else { 0 };
     Ok(())
