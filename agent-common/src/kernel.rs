@@ -99,6 +99,13 @@ pub struct KernelOffsets {
     /// `sock.sk_protocol` (a u16 since Linux 5.6), or 0 when it is a
     /// bitfield (older kernels) and the probe cannot filter on it.
     pub sock_protocol: u32,
+    /// 1 when the `sched_switch` tracepoint passes `prev_state` as its
+    /// fourth argument (Linux 5.18 and later), else 0 and the probe reads
+    /// the state from `task_struct`. The probe object's read-only data is
+    /// frozen, so the verifier treats this as a constant and checks only
+    /// the branch the kernel takes. A kernel without the argument rejects
+    /// a program that reads it at attach time.
+    pub sched_switch_prev_state: u32,
 }
 
 /// The kernel offers no way to see throttling; no wait counts as throttled.

@@ -1,9 +1,59 @@
 //! Run-queue latency: time a task spends runnable before it gets a CPU.
 
-/// Name of the hash map from thread id to the time (`bpf_ktime_get_ns`) it
-/// became runnable: at wakeup, or when it was switched out while still
-/// runnable (preemption or yield).
-pub const RUNQ_ENQUEUED_MAP: &str = "RUNQ_ENQUEUED";
+/// Name of the array of [`ThreadWaits`]: the waits in progress of each
+/// thread, at index `tid & mask` (see [`THREAD_SLOTS_MASK_SYMBOL`]). An
+/// array rather than a hash map, because its lookups are inlined by the
+/// verifier and every context switch and wakeup makes one.
+pub const THREAD_WAITS_MAP: &str = "THREAD_WAITS";
+
+/// Name of the global `u32` in the probe object that contains the number
+/// of entries of [`THREAD_WAITS_MAP`] minus one. The agent sizes the array
+/// to a power of two.
+pub const THREAD_SLOTS_MASK_SYMBOL: &str = "THREAD_SLOTS_MASK";
+
+/// [`ThreadWaits::waits`] bit: runnable since `queued_since_ns` (woken, or
+/// switched out while still runnable).
+pub const WAIT_QUEUED: u32 = 1;
+/// [`ThreadWaits::waits`] bit: switched out runnable while its group was
+/// throttled; `cfs_rq` and `cfs_rq_throttled_ns` are set.
+pub const WAIT_THROTTLED: u32 = 2;
+/// [`ThreadWaits::waits`] bit: asleep in I/O wait since `iowait_since_ns`.
+pub const WAIT_IOWAIT: u32 = 4;
+
+/// The waits in progress of one thread, written by the scheduler probes.
+///
+/// A wait ends when the thread is switched in, and is counted when it next
+/// leaves the CPU, where its cgroup comes from a helper instead of four
+/// reads of its `task_struct`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadWaits {
+    /// Thread id that owns the slot; threads whose ids share an index take
+    /// the slot over from each other.
+    pub tid: u32,
+    /// `WAIT_*` bits of the waits in progress.
+    pub waits: u32,
+    /// `bpf_ktime_get_ns` when the thread became runnable.
+    pub queued_since_ns: u64,
+    /// `bpf_ktime_get_ns` when the thread went to sleep in I/O wait.
+    pub iowait_since_ns: u64,
+    /// The throttled thread's `struct cfs_rq *`.
+    pub cfs_rq: u64,
+    /// `cfs_rq.throttled_clock_self_time` when the thread was switched
+    /// out throttled.
+    pub cfs_rq_throttled_ns: u64,
+}
+
+impl ThreadWaits {
+    pub const EMPTY: Self = Self {
+        tid: 0,
+        waits: 0,
+        queued_since_ns: 0,
+        iowait_since_ns: 0,
+        cfs_rq: 0,
+        cfs_rq_throttled_ns: 0,
+    };
+}
 
 /// Name of the per-CPU hash map from cgroup id (u64) to
 /// [`crate::histogram::LatencyHistogram`] of run-queue waits, attributed to
@@ -25,6 +75,10 @@ pub struct NeighbourKey {
     /// Cgroup id of the task that ran on the CPU right before it.
     pub runner: u64,
 }
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), two u32 fields followed by four u64, no padding.
+unsafe impl aya::Pod for ThreadWaits {}
 
 #[cfg(feature = "user")]
 // SAFETY: NeighbourKey is repr(C) and made only of u64 fields.

@@ -26,6 +26,8 @@ mod stats;
 #[cfg(target_arch = "bpf")]
 mod task;
 #[cfg(target_arch = "bpf")]
+mod threads;
+#[cfg(target_arch = "bpf")]
 mod throttle;
 #[cfg(target_arch = "bpf")]
 mod totals;

@@ -38,6 +38,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sock_dport: 0,
     sock_err: 0,
     sock_protocol: 0,
+    sched_switch_prev_state: 0,
 };
 
 #[inline(always)]

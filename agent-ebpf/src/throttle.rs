@@ -1,114 +1,77 @@
 //! Throttle delay: time a task is runnable but kept off the CPU because
-//! its group used up its CFS bandwidth quota, measured in `sched_switch`.
+//! its group used up its CFS bandwidth quota, measured in `sched_switch`
+//! (called from `runqueue::sched_switch`, so the hook runs one program).
 //!
 //! A task switched out runnable while it is throttled (see
-//! `Task::is_throttled`) has its `RUNQ_ENQUEUED` timestamp tagged with
-//! [`ENQUEUED_THROTTLED_BIT`], and its CFS run queue and that run queue's
-//! cumulative throttled time (`cfs_rq.throttled_clock_self_time`) are kept
-//! in `THROTTLE_STARTED`. When it is switched in, the growth of that
-//! throttled time, capped at the wait, is throttle delay, and the rest of
-//! the wait (queued after the unthrottle) is run-queue wait.
+//! `Task::is_throttled`) gets the `WAIT_THROTTLED` bit in its thread slot,
+//! with its CFS run queue and that run queue's cumulative throttled time
+//! (`cfs_rq.throttled_clock_self_time`). When its wait is counted, the
+//! growth of that throttled time, capped at the wait, is throttle delay,
+//! and the rest of the wait (queued after the unthrottle) is run-queue
+//! wait. The throttled time is read when the task next leaves the CPU, not
+//! when it was switched in. The kernel adds to it only when the run queue
+//! is unthrottled, which mostly happens while the task waits, not while it
+//! runs.
+//!
+//! NOTE: since Linux 6.18 a task keeps running in the kernel after its run
+//! queue is throttled, until it returns to user space. An unthrottle in
+//! that time makes the throttled part of its previous wait too large,
+//! though never larger than the wait.
 //!
 //! NOTE: kernels before 6.8 lack `throttled_clock_self_time`, and no hook
 //! that these program types can use fires at unthrottle. There the whole
 //! wait of a throttled task counts as throttle delay, including the
 //! run-queue wait after the unthrottle.
 
-use agent_common::{
-    probe::ProbeId,
-    throttle::{ENQUEUED_THROTTLED_BIT, ThrottleSlot},
-    wait_total::WaitTotal,
-};
-use aya_ebpf::{
-    macros::map,
-    maps::{Array, PerCpuHashMap},
-};
+use agent_common::{probe::ProbeId, runqueue::ThreadWaits, wait_total::WaitTotal};
+use aya_ebpf::{macros::map, maps::PerCpuHashMap};
 
 use crate::{
-    iowait::slot_index,
     stats::{Loss, count_loss},
     task::{Task, offsets, read_kernel},
     totals::record_total,
 };
 
-/// Default sizes; the agent overrides both from its configuration.
+/// Default size; the agent overrides it from its configuration.
 const MAX_CGROUPS: u32 = 4_096;
-const SLOTS: u32 = 32_768;
-
-/// Throttled tasks waiting for the unthrottle, at `slot_index(tid)`. Two
-/// throttled threads that share an index share a slot; the earlier one's
-/// wait then counts whole as throttle delay.
-#[map]
-static THROTTLE_STARTED: Array<ThrottleSlot> = Array::with_max_entries(SLOTS, 0);
 
 #[map]
 static THROTTLE_DELAY: PerCpuHashMap<u64, WaitTotal> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
 
-/// Returns the `RUNQ_ENQUEUED` value for a task that becomes runnable at `now`.
+/// Returns whether `prev`, switched out runnable, is held back by
+/// throttling, and if so keeps its run queue's throttled time in `slot`.
 #[inline(always)]
-pub fn enqueued_stamp(now: u64, throttled: bool) -> u64 {
-    let stamp = now & !ENQUEUED_THROTTLED_BIT;
-    if throttled { stamp | ENQUEUED_THROTTLED_BIT } else { stamp }
-}
-
-/// Returns the stamp for `prev` (thread `tid`), switched out runnable at
-/// `now`, and remembers a throttled task's run queue.
-#[inline(always)]
-pub fn preempted_stamp(probe: ProbeId, prev: Task, tid: u32, now: u64) -> u64 {
+pub fn remember_if_throttled(slot: &mut ThreadWaits, prev: Task) -> bool {
     let throttled = prev.is_throttled().unwrap_or_else(|_| {
-        count_loss(probe, Loss::ReadError);
+        count_loss(ProbeId::SchedSwitch, Loss::ReadError);
         false
     });
-    if throttled {
-        remember_run_queue(prev, tid);
+    if !throttled {
+        return false;
     }
-    enqueued_stamp(now, throttled)
-}
-
-#[inline(always)]
-fn remember_run_queue(prev: Task, tid: u32) {
+    slot.cfs_rq = 0;
     let self_time = offsets().cfs_rq_throttled_clock_self_time;
-    if self_time == 0 {
-        return;
+    if self_time != 0
+        && let Ok(cfs_rq) = prev.cfs_rq()
+        && let Ok(throttled_ns) = read_kernel::<u64>(cfs_rq, self_time)
+    {
+        slot.cfs_rq = cfs_rq as u64;
+        slot.cfs_rq_throttled_ns = throttled_ns;
     }
-    let Ok(cfs_rq) = prev.cfs_rq() else { return };
-    let Ok(throttled_ns) = read_kernel::<u64>(cfs_rq, self_time) else { return };
-    let Some(slot) = THROTTLE_STARTED.get_ptr_mut(slot_index(tid)) else { return };
-    // SAFETY: an element of an array map; a thread is switched out and in
-    // on one CPU at a time, so its slot has one writer.
-    unsafe {
-        *slot = ThrottleSlot {
-            tid,
-            _padding: 0,
-            cfs_rq: cfs_rq as u64,
-            throttled_ns,
-        };
-    }
+    true
 }
 
 /// Returns the part of a throttled task's `wait_ns` during which its run
 /// queue was throttled: all of it when the run queue was not recorded.
 #[inline(always)]
-pub fn throttled_part(tid: u32, wait_ns: u64) -> u64 {
-    let Some(slot) = THROTTLE_STARTED.get_ptr_mut(slot_index(tid)) else { return wait_ns };
-    // SAFETY: as in `remember_run_queue`.
-    let saved = unsafe { *slot };
-    if saved.tid != tid || saved.cfs_rq == 0 {
+pub fn throttled_part(slot: &ThreadWaits, wait_ns: u64) -> u64 {
+    if slot.cfs_rq == 0 {
         return wait_ns;
     }
-    // SAFETY: as above.
-    unsafe { (*slot).cfs_rq = 0 };
-    let cfs_rq = saved.cfs_rq as *const u8;
-    match read_kernel::<u64>(cfs_rq, offsets().cfs_rq_throttled_clock_self_time) {
-        Ok(now_ns) => now_ns.saturating_sub(saved.throttled_ns).min(wait_ns),
+    match read_kernel::<u64>(slot.cfs_rq as *const u8, offsets().cfs_rq_throttled_clock_self_time) {
+        Ok(now_ns) => now_ns.saturating_sub(slot.cfs_rq_throttled_ns).min(wait_ns),
         Err(_) => wait_ns,
     }
-}
-
-/// Splits a stamp into the time it was taken and whether it was throttled.
-#[inline(always)]
-pub fn decode_stamp(stamp: u64) -> (u64, bool) {
-    (stamp & !ENQUEUED_THROTTLED_BIT, stamp & ENQUEUED_THROTTLED_BIT != 0)
 }
 
 #[inline(always)]

@@ -35,8 +35,11 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 2048, env = "CHOKEPOINT_MAX_CGROUPS")]
     pub max_cgroups: u32,
 
-    /// Threads that can be runnable but not yet running (or in I/O wait)
-    /// at once, node-wide.
+    /// Thread slots of the scheduler probes (rounded up to a power of two).
+    /// At most one per possible thread id is made (`kernel.pid_max`);
+    /// below that, threads whose ids are equal modulo this number share a
+    /// slot, and when two of them wait at once one wait is lost and
+    /// counted as map_full.
     #[arg(long, default_value_t = 65_536, env = "CHOKEPOINT_MAX_THREADS")]
     pub max_threads: u32,
 

@@ -44,6 +44,8 @@ pub enum BtfError {
     MemberNotFound { structure: String, member: String },
     #[error("kernel BTF has no enumerator {0}")]
     EnumeratorNotFound(String),
+    #[error("kernel BTF has no function type for tracepoint {0} (typedef btf_trace_{0})")]
+    TracepointNotFound(String),
 }
 
 /// A struct member's position: byte offset from the start of the struct,
@@ -71,15 +73,23 @@ struct Member {
 enum Type {
     Composite { members: Vec<Member> },
     Sized { size: u32 },
-    Pointer,
+    Pointer { type_id: u32 },
     Reference { type_id: u32 },
+    FunctionProto { parameters: u32 },
     Other,
 }
+
+/// Prefix of the typedefs the kernel declares for each tracepoint's
+/// function type (`btf_trace_sched_switch`), which list its arguments.
+const TRACEPOINT_TYPEDEF_PREFIX: &str = "btf_trace_";
+const KIND_TYPEDEF: u32 = 8;
 
 /// Parsed BTF types, indexed by type id (id 0 is `void`).
 pub struct KernelBtf {
     types: Vec<Type>,
     structs_by_name: HashMap<String, u32>,
+    /// Tracepoint typedefs by tracepoint name, without the prefix.
+    tracepoints_by_name: HashMap<String, u32>,
     /// Values of every enumerator of every 32-bit enum, by name. Kernel
     /// enumerator names are unique, as in C.
     enumerators: HashMap<String, i64>,
@@ -119,6 +129,7 @@ impl KernelBtf {
         let mut btf = KernelBtf {
             types: vec![Type::Other],
             structs_by_name: HashMap::new(),
+            tracepoints_by_name: HashMap::new(),
             enumerators: HashMap::new(),
         };
         btf.parse_types(Reader(type_data), strings)?;
@@ -138,7 +149,7 @@ impl KernelBtf {
 
             let (parsed, extra) = match kind {
                 KIND_INT => (Type::Sized { size: size_or_type }, 4),
-                2 => (Type::Pointer, 0),
+                2 => (Type::Pointer { type_id: size_or_type }, 0),
                 KIND_ARRAY => (Type::Other, 12),
                 KIND_STRUCT | KIND_UNION => {
                     let mut members = Vec::with_capacity(vlen);
@@ -174,13 +185,20 @@ impl KernelBtf {
                     (Type::Sized { size: size_or_type }, vlen * 8)
                 }
                 KIND_ENUM64 => (Type::Sized { size: size_or_type }, vlen * 12),
-                KIND_FUNC_PROTO => (Type::Other, vlen * 8),
+                KIND_FUNC_PROTO => (Type::FunctionProto { parameters: vlen as u32 }, vlen * 8),
                 KIND_VAR => (Type::Other, 4),
                 KIND_DATASEC => (Type::Other, vlen * 12),
                 KIND_DECL_TAG => (Type::Other, 4),
-                // typedef, volatile, const, restrict, type tag: all refer to
-                // another type whose size they share.
-                8..=11 | 18 => (Type::Reference { type_id: size_or_type }, 0),
+                KIND_TYPEDEF => {
+                    if let Some(tracepoint) = name.strip_prefix(TRACEPOINT_TYPEDEF_PREFIX) {
+                        self.tracepoints_by_name
+                            .insert(tracepoint.to_owned(), self.types.len() as u32);
+                    }
+                    (Type::Reference { type_id: size_or_type }, 0)
+                }
+                // volatile, const, restrict, type tag: all refer to another
+                // type whose size they share, as a typedef does.
+                9..=11 | 18 => (Type::Reference { type_id: size_or_type }, 0),
                 16 => (Type::Sized { size: size_or_type }, 0), // float
                 7 | 12 => (Type::Other, 0),                     // forward declaration, function
                 _ => return Err(BtfError::Invalid("unknown type kind")),
@@ -243,7 +261,7 @@ impl KernelBtf {
     fn type_size(&self, type_id: u32) -> Option<u32> {
         match self.types.get(self.resolve(type_id) as usize)? {
             Type::Sized { size } => Some(*size),
-            Type::Pointer => Some(8),
+            Type::Pointer { .. } => Some(8),
             _ => None,
         }
     }
@@ -256,6 +274,20 @@ impl KernelBtf {
             .ok_or_else(|| BtfError::EnumeratorNotFound(name.to_owned()))
     }
 
+    /// Returns how many arguments a raw tracepoint passes to BPF programs:
+    /// the parameters of its `btf_trace_<name>` function type, less the
+    /// leading `void *__data` that programs do not see.
+    pub fn tracepoint_arguments(&self, name: &str) -> Result<u32, BtfError> {
+        let not_found = || BtfError::TracepointNotFound(name.to_owned());
+        let typedef = *self.tracepoints_by_name.get(name).ok_or_else(not_found)?;
+        let Some(Type::Pointer { type_id }) = self.types.get(self.resolve(typedef) as usize) else {
+            return Err(not_found());
+        };
+        match self.types.get(self.resolve(*type_id) as usize) {
+            Some(Type::FunctionProto { parameters }) => Ok(parameters.saturating_sub(1)),
+            _ => Err(not_found()),
+        }
+    }
 }
 
 fn string_at(strings: &[u8], offset: u32) -> Result<&str, BtfError> {
@@ -286,10 +318,12 @@ mod tests {
 
     /// Builds BTF bytes with: int (id 1, 4 bytes), pointer to int (id 2),
     /// an anonymous struct { int inner; } (id 3),
-    /// struct outer { int a; <anonymous id 3 at byte 8>; int *p; } (id 4)
-    /// and enum colour { red = 0, blue = 7 } (id 5).
+    /// struct outer { int a; <anonymous id 3 at byte 8>; int *p; } (id 4),
+    /// enum colour { red = 0, blue = 7 } (id 5), and the function type of
+    /// a tracepoint `tick(void *__data, int *, int *)`: a prototype (id 6),
+    /// a pointer to it (id 7) and `typedef ... btf_trace_tick` (id 8).
     fn sample_btf() -> Vec<u8> {
-        let strings = b"\0int\0inner\0outer\0a\0p\0colour\0red\0blue\0".to_vec();
+        let strings = b"\0int\0inner\0outer\0a\0p\0colour\0red\0blue\0btf_trace_tick\0".to_vec();
         let name = |text: &str| -> u32 {
             let needle = [b"\0", text.as_bytes(), b"\0"].concat();
             strings.windows(needle.len()).position(|w| w == needle).unwrap() as u32 + 1
@@ -318,6 +352,9 @@ mod tests {
             128,
         ]);
         push(&[name("colour"), KIND_ENUM << 24 | 2, 4, name("red"), 0, name("blue"), 7]);
+        push(&[0, KIND_FUNC_PROTO << 24 | 3, 0, 0, 2, 0, 2, 0, 2]);
+        push(&[0, 2 << 24, 6]);
+        push(&[name("btf_trace_tick"), KIND_TYPEDEF << 24, 7]);
 
         let mut data = Vec::new();
         data.extend_from_slice(&BTF_MAGIC.to_le_bytes());
@@ -351,6 +388,14 @@ mod tests {
     }
 
     #[test]
+    fn tracepoint_arguments_leave_out_the_data_pointer() {
+        let btf = KernelBtf::parse(&sample_btf()).unwrap();
+
+        assert_eq!(btf.tracepoint_arguments("tick").unwrap(), 2);
+        assert!(matches!(btf.tracepoint_arguments("tock"), Err(BtfError::TracepointNotFound(_))));
+    }
+
+    #[test]
     fn member_offset_missing() {
         let btf = KernelBtf::parse(&sample_btf()).unwrap();
 
@@ -377,5 +422,7 @@ mod tests {
         assert!(btf.member_offset("kernfs_node", "id").is_ok());
         assert!(btf.member_offset("css_set", "dfl_cgrp").is_ok());
         assert!(btf.enumerator("cpu_cgrp_id").is_ok());
+        // preempt, prev, next and (since Linux 5.18) prev_state.
+        assert!(btf.tracepoint_arguments("sched_switch").unwrap() >= 3);
     }
 }

@@ -16,13 +16,13 @@ use std::{fs::File, path::Path, time::Duration};
 
 use agent_common::{
     block::{BLOCK_LATENCY_MAP, BLOCK_STARTED_MAP},
-    iowait::{IOWAIT_SLOTS_MASK_SYMBOL, IOWAIT_STARTED_MAP, IOWAIT_TOTAL_MAP},
+    iowait::IOWAIT_TOTAL_MAP,
     kernel::KERNEL_OFFSETS_SYMBOL,
     connect::{CONNECT_COUNTERS_MAP, CONNECT_PENDING_MAP},
     dns::{DNS_CONFIG_SYMBOL, DNS_COUNTERS_MAP, DNS_PENDING_MAP, DnsConfig},
     probe::{PROBE_STATS_MAP, ProbeStats},
-    runqueue::{RUNQ_ENQUEUED_MAP, RUNQ_LATENCY_MAP, RUNQ_NEIGHBOURS_MAP},
-    throttle::{THROTTLE_DELAY_MAP, THROTTLE_STARTED_MAP},
+    runqueue::{RUNQ_LATENCY_MAP, RUNQ_NEIGHBOURS_MAP, THREAD_SLOTS_MASK_SYMBOL, THREAD_WAITS_MAP},
+    throttle::THROTTLE_DELAY_MAP,
 };
 use anyhow::{Context as _, bail};
 use aya::{
@@ -127,20 +127,18 @@ impl Probes {
         // Without these the connect probe alone is skipped, with the reason.
         let sock_offsets = add_sock_offsets(&btf, &mut offsets.offsets).map_err(|error| format!("{error:#}"));
 
-        // The I/O wait array is indexed by masked thread id, so its size is
-        // a power of two.
-        let iowait_slots = sizes.max_threads.max(2).checked_next_power_of_two().unwrap_or(1 << 31);
-        let iowait_slots_mask = iowait_slots - 1;
+        let pid_max = read_pid_max();
+        let thread_slots = thread_slots(sizes.max_threads, pid_max);
+        log_thread_slots(thread_slots, pid_max);
+        let thread_slots_mask = thread_slots - 1;
         let mut ebpf = EbpfLoader::new()
             .override_global(KERNEL_OFFSETS_SYMBOL, &offsets.offsets, true)
-            .override_global(IOWAIT_SLOTS_MASK_SYMBOL, &iowait_slots_mask, true)
+            .override_global(THREAD_SLOTS_MASK_SYMBOL, &thread_slots_mask, true)
+            .map_max_entries(THREAD_WAITS_MAP, thread_slots)
             .map_max_entries(RUNQ_LATENCY_MAP, sizes.max_cgroups)
             .map_max_entries(RUNQ_NEIGHBOURS_MAP, sizes.max_cgroups.saturating_mul(4))
-            .map_max_entries(RUNQ_ENQUEUED_MAP, sizes.max_threads)
             .map_max_entries(THROTTLE_DELAY_MAP, sizes.max_cgroups)
             .map_max_entries(IOWAIT_TOTAL_MAP, sizes.max_cgroups)
-            .map_max_entries(IOWAIT_STARTED_MAP, iowait_slots)
-            .map_max_entries(THROTTLE_STARTED_MAP, iowait_slots)
             // One entry per cgroup and disk it uses; a cgroup rarely uses
             // more than a few disks.
             .map_max_entries(BLOCK_LATENCY_MAP, sizes.max_cgroups.saturating_mul(4))
@@ -288,6 +286,47 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec, cgroup_v2_root: Option<&Path>) -> a
     Ok(())
 }
 
+/// Returns the number of thread slots: one per possible thread id when
+/// `max_threads` covers the kernel's `pid_max`, else `max_threads`. It is a
+/// power of two because the probes index the slots by masking the thread id.
+fn thread_slots(max_threads: u32, pid_max: Option<u32>) -> u32 {
+    let needed = match pid_max {
+        Some(pid_max) => pid_max.min(max_threads),
+        None => max_threads,
+    };
+    needed.max(2).checked_next_power_of_two().unwrap_or(1 << 31)
+}
+
+/// Reads `kernel.pid_max`; thread ids are below it.
+fn read_pid_max() -> Option<u32> {
+    let path = "/proc/sys/kernel/pid_max";
+    match std::fs::read_to_string(path).map(|text| text.trim().parse::<u32>()) {
+        Ok(Ok(pid_max)) => Some(pid_max),
+        Ok(Err(error)) => {
+            warn!(%path, %error, "cannot parse pid_max; sizing thread slots by --max-threads alone");
+            None
+        }
+        Err(error) => {
+            warn!(%path, %error, "cannot read pid_max; sizing thread slots by --max-threads alone");
+            None
+        }
+    }
+}
+
+/// Logs how many thread slots the scheduler probes have, and whether
+/// threads can share one.
+fn log_thread_slots(slots: u32, pid_max: Option<u32>) {
+    match pid_max {
+        Some(pid_max) if pid_max <= slots => info!(slots, pid_max, "thread slots: one per thread id"),
+        _ => info!(
+            slots,
+            ?pid_max,
+            "thread slots: threads whose ids are equal modulo the slot count share a slot, \
+             and a wait lost that way counts as map_full; raise --max-threads to avoid it"
+        ),
+    }
+}
+
 /// Adds the `struct sock` offsets the connect probe reads.
 fn add_sock_offsets(btf: &KernelBtf, offsets: &mut agent_common::kernel::KernelOffsets) -> anyhow::Result<()> {
     let common = btf.member_offset("sock", "__sk_common")?.byte_offset;
@@ -321,6 +360,15 @@ fn load_hint(error: anyhow::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_slots_cover_pid_max_when_allowed() {
+        assert_eq!(thread_slots(65_536, Some(32_768)), 32_768);
+        assert_eq!(thread_slots(65_536, Some(40_000)), 65_536);
+        assert_eq!(thread_slots(65_536, Some(4_194_304)), 65_536);
+        assert_eq!(thread_slots(100_000, None), 131_072);
+        assert_eq!(thread_slots(0, Some(0)), 2);
+    }
 
     #[test]
     fn sock_offsets_on_running_kernel() {

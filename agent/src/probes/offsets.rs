@@ -45,6 +45,7 @@ pub fn kernel_offsets(btf: &KernelBtf, hierarchy: Hierarchy) -> anyhow::Result<F
         css_cgroup: btf.member_offset("cgroup_subsys_state", "cgroup")?.byte_offset,
         task_in_iowait_byte: in_iowait.byte_offset,
         task_in_iowait_bit: in_iowait.bit_in_byte,
+        sched_switch_prev_state: u32::from(passes_prev_state(btf)),
         ..KernelOffsets::default()
     };
     set_throttle_offsets(btf, &mut offsets);
@@ -55,6 +56,14 @@ pub fn kernel_offsets(btf: &KernelBtf, hierarchy: Hierarchy) -> anyhow::Result<F
         offsets,
         block_unavailable,
     })
+}
+
+/// Tells whether `sched_switch` passes `prev_state` (Linux 5.18 and later)
+/// after `preempt`, `prev` and `next`. When BTF lacks the tracepoint's
+/// type, the probe reads the state from the task instead, which works on
+/// every kernel.
+fn passes_prev_state(btf: &KernelBtf) -> bool {
+    btf.tracepoint_arguments("sched_switch").is_ok_and(|count| count >= 4)
 }
 
 /// Offset of `css_set.subsys[id]`, an array of pointers indexed by the
@@ -131,6 +140,8 @@ mod tests {
         assert_ne!(found.offsets.task_in_iowait_byte, 0);
         assert_ne!(found.offsets.throttle_source, THROTTLE_SOURCE_NONE);
         assert_ne!(found.offsets.task_se_cfs_rq, 0);
+        // Every kernel this test runs on is 5.18 or later.
+        assert_eq!(found.offsets.sched_switch_prev_state, 1);
         assert_eq!(found.block_unavailable, None);
     }
 }

@@ -1,0 +1,54 @@
+//! The waits in progress of each thread, one array slot per thread id.
+//!
+//! The slot of a thread is at `tid & THREAD_SLOTS_MASK`. The agent sizes
+//! the array to the kernel's `pid_max` when it can, and then every thread
+//! has its own slot. On nodes with a larger `pid_max`, threads whose ids
+//! are equal modulo the array size share a slot. The thread that writes it
+//! last takes it over, and the waits the other one had in progress are
+//! lost and counted as `map_full`.
+//!
+//! A slot has one writer at a time. The wakeup of a thread runs either on
+//! its CPU under that CPU's run-queue lock or after the thread has left
+//! its CPU, and its switches run on its CPU under the same lock, so the
+//! programs that touch one thread's slot do not overlap. Two threads that
+//! share a slot can overlap; that is one of the losses above, and may go
+//! uncounted.
+
+use agent_common::{probe::ProbeId, runqueue::ThreadWaits};
+use aya_ebpf::{macros::map, maps::Array};
+
+use crate::stats::{Loss, count_loss};
+
+/// Default size; the agent overrides it from its configuration.
+const SLOTS: u32 = 32_768;
+
+/// Number of slots of `THREAD_WAITS` minus one, written by the agent.
+#[unsafe(no_mangle)]
+static THREAD_SLOTS_MASK: u32 = SLOTS - 1;
+
+#[map]
+static THREAD_WAITS: Array<ThreadWaits> = Array::with_max_entries(SLOTS, 0);
+
+#[inline(always)]
+fn slot_of(tid: u32) -> Option<*mut ThreadWaits> {
+    // SAFETY: a volatile read keeps the compiler from folding the
+    // initializer into the code; the loader rewrites the value.
+    let mask = unsafe { core::ptr::read_volatile(&THREAD_SLOTS_MASK) };
+    THREAD_WAITS.get_ptr_mut(tid & mask)
+}
+
+/// Returns the slot of `tid`, taking it over from another thread that held
+/// it. Waits that thread had in progress are lost, counted for `probe`.
+#[inline(always)]
+pub fn claim(probe: ProbeId, tid: u32) -> Option<&'static mut ThreadWaits> {
+    // SAFETY: an element of an array map, valid while the program runs;
+    // see the module documentation for why it has one writer.
+    let slot = unsafe { &mut *slot_of(tid)? };
+    if slot.tid != tid {
+        if slot.waits != 0 {
+            count_loss(probe, Loss::MapFull);
+        }
+        *slot = ThreadWaits { tid, ..ThreadWaits::EMPTY };
+    }
+    Some(slot)
+}
