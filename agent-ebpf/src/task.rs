@@ -41,11 +41,19 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sched_switch_prev_state: 0,
 };
 
+/// Returns the offsets the loader wrote.
+///
+/// The compiler must not fold the zero initializer above into the code.
+/// Reading the whole struct with one volatile read would do, but costs one
+/// load per field on every call, so only the pointer is read volatile:
+/// the compiler cannot see where it points, and each field read is one
+/// load.
 #[inline(always)]
-pub fn offsets() -> KernelOffsets {
-    // SAFETY: a volatile read keeps the compiler from folding the
-    // initializer above into the code; the loader rewrites the value.
-    unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+pub fn offsets() -> &'static KernelOffsets {
+    let pointer: *const KernelOffsets = &raw const KERNEL_OFFSETS;
+    // SAFETY: the volatile read is of a local variable, and the pointer
+    // it returns is the address of a static, valid for the whole program.
+    unsafe { &*core::ptr::read_volatile(&pointer) }
 }
 
 /// Any kernel struct pointer taken from a tracepoint argument.
