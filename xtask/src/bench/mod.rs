@@ -58,8 +58,8 @@ pub struct BenchArgs {
 pub struct Settings {
     pub quick: bool,
     pub rounds: usize,
-    /// CPU both ends of `perf bench sched pipe` are pinned to.
-    pub pipe_cpu: u32,
+    /// CPU both ends of each load (pipe, UDP, TCP) are pinned to.
+    pub load_cpu: u32,
     pub pipe_loops: u64,
     pub udp_requests: u32,
     pub tcp_connections: u32,
@@ -81,7 +81,7 @@ impl Settings {
             rounds: args.rounds.unwrap_or(if quick { 2 } else { 7 }),
             // CPU 1 when there is one, so the load does not share CPU 0
             // with most interrupt handling.
-            pipe_cpu: cpus.saturating_sub(1).min(1),
+            load_cpu: cpus.saturating_sub(1).min(1),
             pipe_loops: if quick { 50_000 } else { 300_000 },
             udp_requests: if quick { 2_000 } else { 20_000 },
             tcp_connections: if quick { 500 } else { 5_000 },
@@ -113,6 +113,26 @@ impl Config {
             Config::Baseline => "nothing attached",
             Config::Agent => "agent",
             Config::Runqlat => "runqlat",
+        }
+    }
+}
+
+/// A load under which the cost per event of each program is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Load {
+    /// `perf bench sched pipe`: wakeups and context switches.
+    Pipe,
+    /// The UDP and TCP loops: packets and TCP state changes.
+    Network,
+}
+
+impl Load {
+    pub const ALL: [Load; 2] = [Load::Pipe, Load::Network];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Load::Pipe => "pipe",
+            Load::Network => "UDP and TCP",
         }
     }
 }
@@ -159,11 +179,12 @@ pub struct Results {
     pub udp_round_trips_per_second: ByConfig,
     pub tcp_connections_per_second: ByConfig,
     pub startup_milliseconds: Samples,
-    /// Nanoseconds per event, keyed by (tool, program name).
-    pub per_event: BTreeMap<(Config, String), Samples>,
-    /// Nanoseconds per event computed from the agent's own metrics
-    /// (`chokepoint_probe_run_time_seconds_total` / `chokepoint_probe_runs_total`).
-    pub exported_per_event: BTreeMap<String, Samples>,
+    /// Nanoseconds per event, keyed by (tool, load, program name).
+    pub per_event: BTreeMap<(Config, Load, String), Samples>,
+    /// Nanoseconds per event over the same loads, computed from the agent's
+    /// own metrics (`chokepoint_probe_run_time_seconds_total` /
+    /// `chokepoint_probe_runs_total`), keyed by (load, probe).
+    pub exported_per_event: BTreeMap<(Load, String), Samples>,
     pub userspace: UserspaceResults,
 }
 

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, fs, path::Path};
 use anyhow::Context as _;
 
 use super::{
-    ByConfig, Config, Results, Settings,
+    ByConfig, Config, Load, Results, Settings,
     machine::Machine,
     rounds::find_program,
     samples::{Samples, median_ratio},
@@ -76,14 +76,16 @@ fn header(text: &mut String, settings: &Settings, before: &Machine, after: &Mach
     let _ = writeln!(
         text,
         "| pipe load | `taskset -c {} perf bench sched pipe -l {}` |",
-        settings.pipe_cpu, settings.pipe_loops
+        settings.load_cpu, settings.pipe_loops
     );
     let _ = writeln!(
         text,
-        "| network loads | {} UDP round trips, {} TCP connections per run (each at most {} s) |",
+        "| network loads | {} UDP round trips, {} TCP connections per run (each at most {} s), \
+         both ends on CPU {} |",
         settings.udp_requests,
         settings.tcp_connections,
-        settings.network_time_limit.as_secs()
+        settings.network_time_limit.as_secs(),
+        settings.load_cpu
     );
     let _ = writeln!(text, "| agent | `agent run` with default flags |\n");
 
@@ -142,28 +144,39 @@ fn per_event(text: &mut String, results: &Results) {
     let _ = writeln!(text, "## Cost per event\n");
     let _ = writeln!(
         text,
-        "With `kernel.bpf_stats_enabled=1`: run_time_ns / run_cnt of each program over one pipe \
-         load (`bpftool prog show`). The last column is the same figure computed from the agent's \
-         own metrics, `chokepoint_probe_run_time_seconds_total` / `chokepoint_probe_runs_total`, \
-         since the agent started.\n"
+        "With `kernel.bpf_stats_enabled=1`: run_time_ns / run_cnt of each program over one run \
+         of each load (`bpftool prog show`), for the programs that ran during it. The last column \
+         is the same figure over the same load computed from the agent's own metrics, \
+         `chokepoint_probe_run_time_seconds_total` / `chokepoint_probe_runs_total`, between a \
+         scrape before the load and one after the agent's next tick; it also takes in the few \
+         events of the quiet seconds around the load.\n"
     );
-    let _ = writeln!(text, "| tool | program | ns/event, median | min–max | from the agent's metrics |");
-    let _ = writeln!(text, "| --- | --- | ---: | ---: | ---: |");
-    for ((config, program), samples) in &results.per_event {
+    let _ = writeln!(text, "| load | tool | program | ns/event, median | min–max | from the agent's metrics |");
+    let _ = writeln!(text, "| --- | --- | --- | ---: | ---: | ---: |");
+    let mut rows: Vec<_> = results.per_event.iter().collect();
+    rows.sort_by_key(|((config, load, program), _)| (*load, *config, program.clone()));
+    for ((config, load, program), samples) in rows {
         let exported = match config {
-            Config::Agent => number(results.exported_per_event.get(program).and_then(Samples::median), 0),
+            Config::Agent => number(
+                results
+                    .exported_per_event
+                    .get(&(*load, program.clone()))
+                    .and_then(Samples::median),
+                0,
+            ),
             _ => "–".to_owned(),
         };
         let _ = writeln!(
             text,
-            "| {} | `{program}` | {} | {} | {exported} |",
+            "| {} | {} | `{program}` | {} | {} | {exported} |",
+            load.label(),
             config.label(),
             number(samples.median(), 0),
             spread(samples, 0)
         );
     }
-    let agent = find_program(results, Config::Agent, "sched_switch").and_then(|(_, samples)| samples.median());
-    let runqlat = find_program(results, Config::Runqlat, "switch").and_then(|(_, samples)| samples.median());
+    let agent = find_program(results, Config::Agent, Load::Pipe, "sched_switch").and_then(|(_, samples)| samples.median());
+    let runqlat = find_program(results, Config::Runqlat, Load::Pipe, "switch").and_then(|(_, samples)| samples.median());
     let verdict = match (agent, runqlat) {
         (Some(agent), Some(runqlat)) if agent <= runqlat / 2.0 => "met, including the aim of half",
         (Some(agent), Some(runqlat)) if agent <= runqlat => "met (the aim of half is not)",
