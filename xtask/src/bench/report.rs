@@ -290,9 +290,10 @@ fn growth(text: &mut String, settings: &Settings, results: &Results) {
     let _ = writeln!(text, "## How the costs grow\n");
     let _ = writeln!(
         text,
-        "- **Per event**: each probe does a fixed number of map operations (hash lookups and \
-         updates keyed by task, by cgroup id or by a pair of cgroup ids), whatever the number of \
-         cgroups, so the work per event does not grow with them. Measured with one agent process \
+        "- **Per event**: each probe does a fixed number of map operations (array lookups by \
+         thread id; hash lookups and updates keyed by cgroup id, by a pair of cgroup ids, by \
+         socket or by DNS query), whatever the number of cgroups, so the work per event does \
+         not grow with them. Measured with one agent process \
          under the pipe load, `sched_switch` took {} ns/event (min–max {}) before the benchmark's \
          cgroups were made and {} ns/event ({}) with {} more cgroups in the maps; a difference \
          includes effects of the {} extra processes on the machine, such as cache misses.",
