@@ -47,7 +47,8 @@ struct LastSwitch {
     /// `struct task_struct *` of the task switched in.
     task: u64,
     at_ns: u64,
-    /// 0 when the cgroup could not be read (cgroup ids start at 1).
+    /// 0 when the CPU was idle or the cgroup could not be read (cgroup ids
+    /// start at 1).
     runner: u64,
 }
 
@@ -113,12 +114,18 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     // `prev` is still the current task here (the tracepoint fires before
     // the context switch). The low 32 bits are the thread id.
     let prev_tid = bpf_get_current_pid_tgid() as u32;
-    let cgroup = current_cgroup_id().unwrap_or_else(|_| {
-        count_loss(PROBE, Loss::ReadError);
-        0
-    });
     // The idle task (thread id 0) is switched in when nothing is runnable,
-    // so it has no run-queue wait to count.
+    // so it has no wait to count, and a task that takes the CPU over from
+    // it waited behind no one. Its cgroup is the root, which would
+    // otherwise be named as the neighbour.
+    let cgroup = if prev_tid == 0 {
+        0
+    } else {
+        current_cgroup_id().unwrap_or_else(|_| {
+            count_loss(PROBE, Loss::ReadError);
+            0
+        })
+    };
     if prev_tid != 0
         && let Some(slot) = threads::claim(PROBE, prev_tid)
     {
