@@ -3,6 +3,7 @@
 //! and classifies every cgroup from its window.
 
 pub mod block;
+mod compact;
 pub mod iowait;
 pub mod network;
 pub mod pods;
@@ -331,7 +332,7 @@ impl Engine {
         let layout = &self.layout;
         let mut groups = Vec::with_capacity(self.groups.len());
         for (&id, group) in &mut self.groups {
-            let Some(latest) = group.window.latest().cloned() else { continue };
+            let Some(latest) = group.window.latest() else { continue };
             let (runqueue_total, cpu) = (latest.runqueue, latest.cpu);
             let (throttle_delay_total, iowait_total) = (latest.throttle_delay, latest.iowait);
             let cpu_limit = cpu_limit_of(layout, &group.path);
