@@ -4,7 +4,9 @@
 //! Units are normalised on read: every duration here is in nanoseconds,
 //! whatever unit the file uses (v2 `*_usec`, v1 `throttled_time` in ns).
 
-use std::{fs, io, path::Path};
+use std::io;
+
+use super::{Hierarchy, open_dir::CgroupDir};
 
 /// Cumulative CPU counters of one cgroup.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,11 +45,13 @@ impl CpuStat {
 
     /// Reads `cpu.stat` in a cgroup directory, and on v1 the CPU usage
     /// from `cpuacct.usage` (nanoseconds) when the `cpuacct` controller is
-    /// mounted with `cpu`.
-    pub fn read(dir: &Path) -> io::Result<Self> {
-        let mut stat = fs::read_to_string(dir.join("cpu.stat")).map(|text| Self::parse(&text))?;
-        if stat.usage_ns.is_none()
-            && let Ok(usage) = fs::read_to_string(dir.join("cpuacct.usage"))
+    /// mounted with `cpu` and `want_usage` is set. Skipping it when the
+    /// usage is known saves an open per tick.
+    fn read(dir: &mut CgroupDir, want_usage: bool) -> io::Result<Self> {
+        let mut stat = dir.read_to_string(c"cpu.stat").map(|text| Self::parse(&text))?;
+        if want_usage
+            && stat.usage_ns.is_none()
+            && let Ok(usage) = dir.read_to_string(c"cpuacct.usage")
         {
             stat.usage_ns = usage.trim().parse().ok();
         }
@@ -58,20 +62,31 @@ impl CpuStat {
     /// that has it: on hybrid hosts the v2 cgroup has the usage and the v1
     /// `cpu` cgroup the CFS counters. Returns `None` when the first
     /// directory (the cgroup itself) no longer exists.
-    pub fn read_dirs(dirs: &[std::path::PathBuf]) -> Option<Self> {
-        let (own, others) = dirs.split_first()?;
-        let mut merged = match Self::read(own) {
+    ///
+    /// Directories and files that could only supply counters already found
+    /// are not read.
+    pub fn read_dirs<'a>(dirs: impl IntoIterator<Item = &'a mut CgroupDir>) -> Option<Self> {
+        let mut dirs = dirs.into_iter();
+        let mut merged = match Self::read(dirs.next()?, true) {
             Ok(stat) => stat,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return None,
             Err(_) => Self::default(),
         };
-        for stat in others.iter().filter_map(|dir| Self::read(dir).ok()) {
+        for dir in dirs {
+            if merged.is_complete() {
+                break;
+            }
+            let Ok(stat) = Self::read(dir, merged.usage_ns.is_none()) else { continue };
             merged.usage_ns = merged.usage_ns.or(stat.usage_ns);
             merged.periods = merged.periods.or(stat.periods);
             merged.throttled_periods = merged.throttled_periods.or(stat.throttled_periods);
             merged.throttled_ns = merged.throttled_ns.or(stat.throttled_ns);
         }
         Some(merged)
+    }
+
+    fn is_complete(&self) -> bool {
+        self.usage_ns.is_some() && self.periods.is_some() && self.throttled_periods.is_some() && self.throttled_ns.is_some()
     }
 }
 
@@ -109,19 +124,26 @@ impl CpuLimit {
         (period_us > 0).then_some(Self { quota_us, period_us })
     }
 
-    /// Reads the limit in force in a v2 or v1 `cpu` cgroup directory.
-    pub fn read(dir: &Path) -> Option<Self> {
-        if let Ok(text) = fs::read_to_string(dir.join("cpu.max")) {
-            return Self::parse_v2(&text);
+    /// Reads the limit in force in a v2 cgroup directory (`cpu.max`, which
+    /// v1 lacks) or a v1 `cpu` cgroup directory (the CFS files, which v2
+    /// lacks). Files the hierarchy lacks are not tried, which saves a
+    /// failed open per file.
+    pub fn read(dir: &mut CgroupDir, hierarchy: Hierarchy) -> Option<Self> {
+        match hierarchy {
+            Hierarchy::V2 => Self::parse_v2(&dir.read_to_string(c"cpu.max").ok()?),
+            Hierarchy::V1Cpu => {
+                let quota = dir.read_to_string(c"cpu.cfs_quota_us").ok()?;
+                let period = dir.read_to_string(c"cpu.cfs_period_us").ok()?;
+                Self::parse_v1(&quota, &period)
+            }
         }
-        let quota = fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok()?;
-        let period = fs::read_to_string(dir.join("cpu.cfs_period_us")).ok()?;
-        Self::parse_v1(&quota, &period)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
@@ -151,6 +173,45 @@ mod tests {
 
         assert_eq!(stat.usage_ns, Some(42_000));
         assert_eq!(stat.periods, None);
+    }
+
+    #[test]
+    fn read_dirs_merges_hierarchies() {
+        let root = std::env::temp_dir().join(format!("chokepoint-cpu-stat-{}", std::process::id()));
+        let (v2, v1) = (root.join("v2"), root.join("v1"));
+        fs::create_dir_all(&v2).unwrap();
+        fs::create_dir_all(&v1).unwrap();
+        fs::write(v2.join("cpu.stat"), "usage_usec 3\nuser_usec 2\nsystem_usec 1\n").unwrap();
+        fs::write(v1.join("cpu.stat"), "nr_periods 7\nnr_throttled 3\nthrottled_time 9\n").unwrap();
+        fs::write(v1.join("cpuacct.usage"), "5000\n").unwrap();
+
+        let merged = CpuStat::read_dirs(&mut [CgroupDir::open(v2.clone()), CgroupDir::open(v1.clone())]).unwrap();
+        let v1_only = CpuStat::read_dirs(&mut [CgroupDir::open(v1.clone())]).unwrap();
+        let removed = CpuStat::read_dirs(&mut [CgroupDir::open(root.join("gone")), CgroupDir::open(v1.clone())]);
+        fs::remove_dir_all(&root).unwrap();
+
+        assert_eq!(merged.usage_ns, Some(3_000));
+        assert_eq!(merged.periods, Some(7));
+        assert_eq!(merged.throttled_periods, Some(3));
+        assert_eq!(merged.throttled_ns, Some(9));
+        assert_eq!(v1_only.usage_ns, Some(5_000));
+        assert_eq!(removed, None);
+    }
+
+    #[test]
+    fn limit_files_by_hierarchy() {
+        let dir = std::env::temp_dir().join(format!("chokepoint-cpu-limit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cpu.max"), "50000 100000\n").unwrap();
+        fs::write(dir.join("cpu.cfs_quota_us"), "20000\n").unwrap();
+        fs::write(dir.join("cpu.cfs_period_us"), "100000\n").unwrap();
+
+        let v2 = CpuLimit::read(&mut CgroupDir::open(dir.clone()), Hierarchy::V2);
+        let v1 = CpuLimit::read(&mut CgroupDir::open(dir.clone()), Hierarchy::V1Cpu);
+        fs::remove_dir_all(&dir).unwrap();
+
+        assert_eq!(v2.map(|limit| limit.cores()), Some(0.5));
+        assert_eq!(v1.map(|limit| limit.cores()), Some(0.2));
     }
 
     #[test]

@@ -109,9 +109,9 @@ impl CgroupLayout {
     /// relative path, as kubelet and systemd lay out every hierarchy. A
     /// host that places a task at different paths in the two hierarchies
     /// gets no v1 counters for it.
-    pub fn cpu_dirs(&self, relative: &str) -> Vec<PathBuf> {
-        let v2 = self.v2_root.as_deref().map(|root| join_relative(root, relative));
-        let v1 = self.v1_cpu_root.as_deref().map(|root| join_relative(root, relative));
+    pub fn cpu_dirs(&self, relative: &str) -> Vec<(Hierarchy, PathBuf)> {
+        let v2 = self.v2_root.as_deref().map(|root| (Hierarchy::V2, join_relative(root, relative)));
+        let v1 = self.v1_cpu_root.as_deref().map(|root| (Hierarchy::V1Cpu, join_relative(root, relative)));
         match self.identity {
             Hierarchy::V2 => v2.into_iter().chain(v1).collect(),
             Hierarchy::V1Cpu => v1.into_iter().collect(),
@@ -286,10 +286,13 @@ mod tests {
 
         assert_eq!(
             layout.cpu_dirs("/a"),
-            vec![PathBuf::from("/sys/fs/cgroup/unified/a"), PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/a")]
+            vec![
+                (Hierarchy::V2, PathBuf::from("/sys/fs/cgroup/unified/a")),
+                (Hierarchy::V1Cpu, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/a"))
+            ]
         );
         layout.identity = Hierarchy::V1Cpu;
-        assert_eq!(layout.cpu_dirs("/"), vec![PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")]);
+        assert_eq!(layout.cpu_dirs("/"), vec![(Hierarchy::V1Cpu, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))]);
     }
 
     #[test]

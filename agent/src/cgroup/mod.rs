@@ -5,6 +5,7 @@ pub mod cpu_stat;
 pub mod layout;
 pub mod members;
 pub mod namespace;
+pub mod open_dir;
 pub mod process;
 pub mod resolver;
 

@@ -9,7 +9,7 @@
 use std::{
     collections::HashMap,
     fs,
-    os::unix::fs::MetadataExt as _,
+    os::unix::fs::{DirEntryExt as _, MetadataExt as _},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -63,7 +63,7 @@ impl CgroupResolver {
     /// Rebuilds the id-to-path map from the current tree.
     pub fn walk(&mut self) {
         let mut paths = HashMap::with_capacity(self.paths.len());
-        walk_dir(&self.root, "", 0, &mut paths);
+        walk_root(&self.root, &mut paths);
         self.paths = paths;
         self.last_walk = Some(Instant::now());
     }
@@ -98,15 +98,26 @@ impl CgroupResolver {
 
 }
 
-fn walk_dir(dir: &Path, relative: &str, depth: usize, paths: &mut HashMap<CgroupId, String>) {
-    // Directories can vanish between readdir and stat while pods come and
-    // go; such errors just leave the cgroup out of this walk.
-    let Ok(metadata) = fs::metadata(dir) else { return };
+fn walk_root(root: &Path, paths: &mut HashMap<CgroupId, String>) {
+    // The root can be missing only on a misconfigured host, and the
+    // engine then finds no cgroups.
+    let Ok(metadata) = fs::metadata(root) else { return };
+    walk_dir(root, "", metadata.ino(), 0, paths);
+}
+
+/// Records `dir`, whose id is `id`, and walks its subdirectories.
+///
+/// A child's id is the inode number its directory entry carries, which on
+/// cgroupfs (kernfs) is the same number `stat` returns, so the walk needs
+/// no `stat` per cgroup.
+fn walk_dir(dir: &Path, relative: &str, id: CgroupId, depth: usize, paths: &mut HashMap<CgroupId, String>) {
     let display = if relative.is_empty() { "/".to_owned() } else { relative.to_owned() };
-    paths.insert(metadata.ino(), display);
+    paths.insert(id, display);
     if depth >= MAX_DEPTH {
         return;
     }
+    // Directories can vanish while pods come and go; such errors just
+    // leave the cgroup's children out of this walk.
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
@@ -114,7 +125,7 @@ fn walk_dir(dir: &Path, relative: &str, depth: usize, paths: &mut HashMap<Cgroup
         }
         let name = entry.file_name();
         let child_relative = format!("{relative}/{}", name.to_string_lossy());
-        walk_dir(&entry.path(), &child_relative, depth + 1, paths);
+        walk_dir(&entry.path(), &child_relative, entry.ino(), depth + 1, paths);
     }
 }
 

@@ -3,6 +3,7 @@
 //! and classifies every cgroup from its window.
 
 pub mod block;
+mod compact;
 pub mod iowait;
 pub mod network;
 pub mod pods;
@@ -24,6 +25,7 @@ use crate::{
     cgroup::{
         CgroupId, CgroupLayout, CgroupResolver, Hierarchy, HierarchyChoice,
         cpu_stat::{CpuLimit, CpuStat},
+        open_dir::CgroupDir,
     },
     classifier::{self, Class, Evidence, Thresholds, Verdict, stability::Stability},
     engine::{
@@ -125,6 +127,9 @@ impl Snapshot {
 
 struct Group {
     path: String,
+    /// The cgroup's directories in each hierarchy with CPU counters, held
+    /// open (see [`CgroupLayout::cpu_dirs`]).
+    cpu_dirs: Vec<(Hierarchy, CgroupDir)>,
     window: Window,
     stability: Stability,
     primary: Option<Class>,
@@ -147,6 +152,7 @@ pub struct Engine {
 impl Engine {
     /// Loads and attaches the probes and finds the cgroup hierarchies.
     pub fn start(config: EngineConfig) -> anyhow::Result<Self> {
+        crate::cgroup::open_dir::raise_open_files_limit();
         let layout = CgroupLayout::discover(config.hierarchy)?;
         info!(
             v2_root = ?layout.v2_root,
@@ -261,8 +267,26 @@ impl Engine {
                 self.forget(id);
                 continue;
             };
+            let (span, min_duration) = (self.config.window, self.config.min_duration);
+            let layout = &self.layout;
+            let group = self.groups.entry(id).or_insert_with(|| {
+                debug!(cgroup = %path, id, "cgroup seen");
+                Group {
+                    cpu_dirs: open_cpu_dirs(layout, &path),
+                    path: path.clone(),
+                    window: Window::new(span),
+                    stability: Stability::new(min_duration),
+                    primary: None,
+                    block_latency: Vec::new(),
+                }
+            });
+            if group.path != path {
+                // A renamed cgroup: its directories moved with it.
+                group.cpu_dirs = open_cpu_dirs(layout, &path);
+                group.path = path;
+            }
             // The cgroup's own cpu.stat is gone when the cgroup is.
-            let Some(cpu) = CpuStat::read_dirs(&self.layout.cpu_dirs(&path)) else {
+            let Some(cpu) = CpuStat::read_dirs(group.cpu_dirs.iter_mut().map(|(_, dir)| dir)) else {
                 self.forget(id);
                 continue;
             };
@@ -276,18 +300,6 @@ impl Engine {
                 dns: network.dns.get(&id).copied().unwrap_or_default(),
                 connect: network.connect.get(&id).cloned().unwrap_or_default(),
             };
-            let (span, min_duration) = (self.config.window, self.config.min_duration);
-            let group = self.groups.entry(id).or_insert_with(|| {
-                debug!(cgroup = %path, id, "cgroup seen");
-                Group {
-                    path: path.clone(),
-                    window: Window::new(span),
-                    stability: Stability::new(min_duration),
-                    primary: None,
-                    block_latency: Vec::new(),
-                }
-            });
-            group.path = path;
             group.window.push(sample);
             group.block_latency = block.remove(&id).unwrap_or_default();
         }
@@ -328,13 +340,12 @@ impl Engine {
         let thresholds = self.config.thresholds;
         let node_cores = self.node_cores;
         let dns_timeout = self.config.network.dns_timeout;
-        let layout = &self.layout;
         let mut groups = Vec::with_capacity(self.groups.len());
         for (&id, group) in &mut self.groups {
-            let Some(latest) = group.window.latest().cloned() else { continue };
+            let Some(latest) = group.window.latest() else { continue };
             let (runqueue_total, cpu) = (latest.runqueue, latest.cpu);
             let (throttle_delay_total, iowait_total) = (latest.throttle_delay, latest.iowait);
-            let cpu_limit = cpu_limit_of(layout, &group.path);
+            let cpu_limit = cpu_limit_of(&mut group.cpu_dirs);
             let delta = group.window.delta();
             let evidence = delta
                 .as_ref()
@@ -434,10 +445,20 @@ fn name_neighbours(resolver: &mut CgroupResolver, id: CgroupId, delta: &window::
         .collect()
 }
 
-fn cpu_limit_of(layout: &CgroupLayout, path: &str) -> Option<CpuLimit> {
+fn cpu_limit_of(cpu_dirs: &mut [(Hierarchy, CgroupDir)]) -> Option<CpuLimit> {
     // On hybrid hosts the limit lives in the v1 cpu hierarchy; a v2 group
     // with the cpu controller has cpu.max instead.
-    layout.cpu_dirs(path).iter().find_map(|dir| CpuLimit::read(dir))
+    cpu_dirs
+        .iter_mut()
+        .find_map(|(hierarchy, dir)| CpuLimit::read(dir, *hierarchy))
+}
+
+fn open_cpu_dirs(layout: &CgroupLayout, path: &str) -> Vec<(Hierarchy, CgroupDir)> {
+    layout
+        .cpu_dirs(path)
+        .into_iter()
+        .map(|(hierarchy, dir)| (hierarchy, CgroupDir::open(dir)))
+        .collect()
 }
 
 fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores: f64, dns_timeout: Duration) -> Evidence {

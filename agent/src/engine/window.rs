@@ -12,6 +12,7 @@ use agent_common::{
 };
 
 use super::{
+    compact::StoredSample,
     network::{ConnectTotals, DnsTotals},
     throttle::ThrottleDelta,
 };
@@ -54,12 +55,15 @@ pub struct Delta {
 ///
 /// Kept samples are at least `span / KEPT_PER_SPAN` apart, so memory per
 /// cgroup is bounded whatever the tick. The window's start then moves in
-/// steps of that spacing.
+/// steps of that spacing. Samples are stored compactly (see
+/// [`StoredSample`]) and rebuilt when read.
 #[derive(Debug)]
 pub struct Window {
     span: Duration,
-    samples: VecDeque<Sample>,
-    latest: Option<Sample>,
+    samples: VecDeque<StoredSample>,
+    /// The latest sample when it was not kept, because it came too soon
+    /// after the last kept one. Otherwise the latest is the last kept one.
+    latest_unkept: Option<StoredSample>,
 }
 
 const KEPT_PER_SPAN: u32 = 16;
@@ -69,7 +73,7 @@ impl Window {
         Self {
             span,
             samples: VecDeque::new(),
-            latest: None,
+            latest_unkept: None,
         }
     }
 
@@ -79,10 +83,15 @@ impl Window {
     pub fn push(&mut self, sample: Sample) {
         let now = sample.at;
         let spacing = self.span / KEPT_PER_SPAN;
+        let stored = StoredSample::new(sample);
         if self.samples.back().is_none_or(|kept| now.duration_since(kept.at) >= spacing) {
-            self.samples.push_back(sample.clone());
+            self.samples.push_back(stored);
+            self.latest_unkept = None;
+        } else {
+            self.latest_unkept = Some(stored);
         }
-        self.latest = Some(sample);
+        // The loop keeps at least two samples, so the last kept one, which
+        // may be the latest, stays.
         while self.samples.len() > 2
             && self
                 .samples
@@ -93,18 +102,23 @@ impl Window {
         }
     }
 
-    pub fn latest(&self) -> Option<&Sample> {
-        self.latest.as_ref()
+    pub fn latest(&self) -> Option<Sample> {
+        self.latest_stored().map(StoredSample::to_sample)
+    }
+
+    fn latest_stored(&self) -> Option<&StoredSample> {
+        self.latest_unkept.as_ref().or(self.samples.back())
     }
 
     /// Delta between the oldest kept sample and the latest one, or `None`
     /// before two samples exist.
     pub fn delta(&self) -> Option<Delta> {
         let first = self.samples.front()?;
-        let last = self.latest.as_ref()?;
+        let last = self.latest_stored()?;
         if last.at <= first.at {
             return None;
         }
+        let (first, last) = (first.to_sample(), last.to_sample());
         Some(Delta {
             elapsed: last.at.duration_since(first.at),
             runqueue: histogram_delta(&last.runqueue, &first.runqueue),

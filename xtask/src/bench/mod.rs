@@ -51,6 +51,35 @@ pub struct BenchArgs {
     /// File the report is written to, relative to the workspace root.
     #[arg(long, default_value = "BENCHMARKS.md")]
     output: PathBuf,
+
+    /// Phases to run, comma-separated [default: all]. The report shows the
+    /// figures of skipped phases as not measured.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Phase>,
+}
+
+/// A part of the benchmark that can run on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// Pipe and network loads with nothing attached, the agent and
+    /// runqlat, and the agent's start-up time.
+    Throughput,
+    /// Cost per event of each program under the pipe load.
+    PerEvent,
+    /// The agent process idle and with many live cgroups.
+    Userspace,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Throughput, Phase::PerEvent, Phase::Userspace];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Throughput => "throughput",
+            Phase::PerEvent => "per-event",
+            Phase::Userspace => "userspace",
+        }
+    }
 }
 
 /// Iteration counts and durations of one run.
@@ -71,6 +100,8 @@ pub struct Settings {
     pub cpu_intervals: usize,
     pub cpu_interval: Duration,
     pub scrapes: usize,
+    /// Phases this run measures, in the order they run.
+    pub phases: Vec<Phase>,
 }
 
 impl Settings {
@@ -93,7 +124,15 @@ impl Settings {
             cpu_intervals: if quick { 2 } else { 6 },
             cpu_interval: Duration::from_secs(10),
             scrapes: if quick { 3 } else { 10 },
+            phases: Phase::ALL
+                .into_iter()
+                .filter(|phase| args.only.is_empty() || args.only.contains(phase))
+                .collect(),
         }
+    }
+
+    pub fn runs(&self, phase: Phase) -> bool {
+        self.phases.contains(&phase)
     }
 }
 
@@ -225,14 +264,20 @@ pub fn run(root: &Path, args: BenchArgs) -> anyhow::Result<()> {
     );
 
     let mut results = Results::default();
-    rounds::measure_throughput(&settings, &binaries, &mut results)?;
-    {
+    if settings.runs(Phase::Throughput) {
+        rounds::measure_throughput(&settings, &binaries, &mut results)?;
+    }
+    if settings.runs(Phase::PerEvent) || settings.runs(Phase::Userspace) {
         // Per-event costs need the kernel's BPF statistics; they are off
         // during the throughput rounds above because they slow every
         // program down a little.
         let _stats = guard::Sysctl::set("kernel.bpf_stats_enabled", "1")?;
-        rounds::measure_per_event(&settings, &binaries, &mut results)?;
-        userspace_phase::measure(&settings, &binaries, &mut results.userspace)?;
+        if settings.runs(Phase::PerEvent) {
+            rounds::measure_per_event(&settings, &binaries, &mut results)?;
+        }
+        if settings.runs(Phase::Userspace) {
+            userspace_phase::measure(&settings, &binaries, &mut results.userspace)?;
+        }
     }
 
     let machine_after = machine::Machine::read();
