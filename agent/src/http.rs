@@ -5,7 +5,10 @@
 use std::{
     convert::Infallible,
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -29,6 +32,10 @@ pub struct Server {
     pub snapshot: SharedSnapshot,
     /// `/healthz` fails when the engine has not ticked for this long.
     pub stale_after: Duration,
+    /// Length of the last `/metrics` body. The next one is about as long,
+    /// so its buffer is allocated at that size once instead of growing
+    /// by doubling, which left a trail of freed buffers in the heap.
+    pub last_body_len: AtomicUsize,
 }
 
 /// Serves until the listener fails; the caller cancels it on shutdown.
@@ -89,11 +96,13 @@ fn route(server: &Server, request: &Request<Incoming>) -> Response<Full<Bytes>> 
 }
 
 fn metrics(server: &Server, openmetrics: bool) -> Response<Full<Bytes>> {
-    let mut body = String::with_capacity(64 * 1024);
+    let expected_len = server.last_body_len.load(Ordering::Relaxed);
+    let mut body = String::with_capacity((expected_len + expected_len / 8).max(64 * 1024));
     if let Err(error) = encode(&mut body, &server.registry) {
         warn!(%error, "encoding /metrics failed");
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n");
     }
+    server.last_body_len.store(body.len(), Ordering::Relaxed);
     let (body, content_type) = if openmetrics {
         (body, exposition::OPENMETRICS_CONTENT_TYPE)
     } else {

@@ -18,23 +18,61 @@ use std::{
     },
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
 };
 
 use tracing::{info, warn};
+
+/// How long a missing directory is taken as missing before it is looked
+/// up again. On hybrid hosts many v2 cgroups have no v1 `cpu` directory,
+/// and a failed lookup of the whole path every tick for each of them was a
+/// large part of the agent's CPU. A directory made after the cgroup was
+/// first seen is found within this time.
+const MISSING_RETRY: Duration = Duration::from_secs(30);
 
 /// A cgroup directory, open when it could be opened.
 #[derive(Debug)]
 pub struct CgroupDir {
     path: PathBuf,
     fd: Option<OwnedFd>,
+    /// When the directory was last found missing.
+    missing_since: Option<Instant>,
+    missing_retry: Duration,
 }
 
 impl CgroupDir {
-    /// Opens `path`. A directory that cannot be opened now (missing, or no
-    /// descriptor left) is opened again on the next read.
+    /// Opens `path`. A directory that cannot be opened now is opened again
+    /// on a later read: at the next one when no descriptor was left, after
+    /// [`MISSING_RETRY`] when the directory does not exist.
     pub fn open(path: PathBuf) -> Self {
-        let fd = open_path(&path).ok();
-        Self { path, fd }
+        Self::open_with_retry(path, MISSING_RETRY)
+    }
+
+    fn open_with_retry(path: PathBuf, missing_retry: Duration) -> Self {
+        let mut dir = Self {
+            path,
+            fd: None,
+            missing_since: None,
+            missing_retry,
+        };
+        dir.reopen();
+        dir
+    }
+
+    fn reopen(&mut self) -> Option<io::Error> {
+        match open_path(&self.path) {
+            Ok(fd) => {
+                self.fd = Some(fd);
+                self.missing_since = None;
+                None
+            }
+            Err(error) => {
+                if error.kind() == io::ErrorKind::NotFound {
+                    self.missing_since = Some(Instant::now());
+                }
+                Some(error)
+            }
+        }
     }
 
     /// Reads the file `name` in the directory. Fails with
@@ -42,14 +80,19 @@ impl CgroupDir {
     /// exist.
     pub fn read_to_string(&mut self, name: &CStr) -> io::Result<String> {
         if self.fd.is_none() {
-            match open_path(&self.path) {
-                Ok(fd) => self.fd = Some(fd),
-                Err(error) if is_out_of_descriptors(&error) => {
-                    warn_out_of_descriptors_once(&error);
-                    let file = Path::new(std::ffi::OsStr::from_bytes(name.to_bytes()));
-                    return std::fs::read_to_string(self.path.join(file));
+            if self.missing_since.is_some_and(|since| since.elapsed() < self.missing_retry) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("cgroup directory {} not found", self.path.display()),
+                ));
+            }
+            if let Some(error) = self.reopen() {
+                if !is_out_of_descriptors(&error) {
+                    return Err(error);
                 }
-                Err(error) => return Err(error),
+                warn_out_of_descriptors_once(&error);
+                let file = Path::new(std::ffi::OsStr::from_bytes(name.to_bytes()));
+                return std::fs::read_to_string(self.path.join(file));
             }
         }
         let Some(dir) = self.fd.as_ref() else { unreachable!("opened above") };
@@ -154,7 +197,7 @@ mod tests {
     #[test]
     fn opens_dir_made_later() {
         let root = std::env::temp_dir().join(format!("chokepoint-open-dir-later-{}", std::process::id()));
-        let mut dir = CgroupDir::open(root.clone());
+        let mut dir = CgroupDir::open_with_retry(root.clone(), Duration::ZERO);
 
         let before = dir.read_to_string(c"cpu.stat").unwrap_err();
         fs::create_dir_all(&root).unwrap();
@@ -164,5 +207,19 @@ mod tests {
 
         assert_eq!(before.kind(), io::ErrorKind::NotFound);
         assert_eq!(after.unwrap(), "usage_usec 3\n");
+    }
+
+    #[test]
+    fn missing_dir_not_looked_up_again_soon() {
+        let root = std::env::temp_dir().join(format!("chokepoint-open-dir-missing-{}", std::process::id()));
+        let mut dir = CgroupDir::open(root.clone());
+
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("cpu.stat"), "usage_usec 4\n").unwrap();
+        let soon = dir.read_to_string(c"cpu.stat");
+        fs::remove_dir_all(&root).unwrap();
+
+        assert_eq!(soon.unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert!(dir.fd.is_none());
     }
 }

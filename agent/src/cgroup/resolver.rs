@@ -102,18 +102,36 @@ fn walk_root(root: &Path, paths: &mut HashMap<CgroupId, String>) {
     // The root can be missing only on a misconfigured host, and the
     // engine then finds no cgroups.
     let Ok(metadata) = fs::metadata(root) else { return };
-    walk_dir(root, "", metadata.ino(), 0, paths);
+    walk_dir(root, "", metadata.ino(), is_leaf(&metadata), 0, paths);
 }
 
-/// Records `dir`, whose id is `id`, and walks its subdirectories.
+/// Tells whether a directory has no subdirectories, from its link count:
+/// two (its own entry and `.`) plus one per subdirectory's `..` on kernfs,
+/// tmpfs and ext4. Filesystems that count otherwise (btrfs reports 1) are
+/// treated as possibly having some.
+fn is_leaf(metadata: &fs::Metadata) -> bool {
+    metadata.nlink() == 2
+}
+
+/// Records `dir`, whose id is `id`, and walks its subdirectories unless it
+/// is a `leaf`.
 ///
 /// A child's id is the inode number its directory entry carries, which on
-/// cgroupfs (kernfs) is the same number `stat` returns, so the walk needs
-/// no `stat` per cgroup.
-fn walk_dir(dir: &Path, relative: &str, id: CgroupId, depth: usize, paths: &mut HashMap<CgroupId, String>) {
+/// cgroupfs (kernfs) is the same number `stat` returns. A leaf, which most
+/// cgroups are, is not listed: listing a cgroup directory reads its dozens
+/// of control files, and a `stat` relative to the parent's open directory
+/// costs much less.
+fn walk_dir(
+    dir: &Path,
+    relative: &str,
+    id: CgroupId,
+    leaf: bool,
+    depth: usize,
+    paths: &mut HashMap<CgroupId, String>,
+) {
     let display = if relative.is_empty() { "/".to_owned() } else { relative.to_owned() };
     paths.insert(id, display);
-    if depth >= MAX_DEPTH {
+    if leaf || depth >= MAX_DEPTH {
         return;
     }
     // Directories can vanish while pods come and go; such errors just
@@ -125,7 +143,9 @@ fn walk_dir(dir: &Path, relative: &str, id: CgroupId, depth: usize, paths: &mut 
         }
         let name = entry.file_name();
         let child_relative = format!("{relative}/{}", name.to_string_lossy());
-        walk_dir(&entry.path(), &child_relative, entry.ino(), depth + 1, paths);
+        // DirEntry::metadata stats the name relative to the open directory.
+        let leaf = entry.metadata().is_ok_and(|metadata| is_leaf(&metadata));
+        walk_dir(&entry.path(), &child_relative, entry.ino(), leaf, depth + 1, paths);
     }
 }
 
@@ -150,5 +170,38 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
         resolver.forget(child_id);
         assert_eq!(resolver.path_of(child_id), None);
+    }
+
+    #[test]
+    fn walk_finds_children_of_nested_dirs() {
+        let root = std::env::temp_dir().join(format!("chokepoint-resolver-nested-{}", std::process::id()));
+        let leaf = root.join("kubepods/burstable/pod-b/container");
+        let sibling = root.join("kubepods/besteffort");
+        fs::create_dir_all(&leaf).unwrap();
+        fs::create_dir_all(&sibling).unwrap();
+        fs::write(root.join("kubepods/cpu.stat"), "usage_usec 1\n").unwrap();
+        let mut resolver = CgroupResolver::new(root.clone(), Duration::ZERO);
+
+        let leaf_id = fs::metadata(&leaf).unwrap().ino();
+        let sibling_id = fs::metadata(&sibling).unwrap().ino();
+        resolver.walk();
+        fs::remove_dir_all(&root).unwrap();
+
+        assert_eq!(resolver.cached_path(leaf_id), Some("/kubepods/burstable/pod-b/container"));
+        assert_eq!(resolver.cached_path(sibling_id), Some("/kubepods/besteffort"));
+        assert_eq!(resolver.known_ids().count(), 6);
+    }
+
+    #[test]
+    fn leaf_from_link_count() {
+        let root = std::env::temp_dir().join(format!("chokepoint-resolver-leaf-{}", std::process::id()));
+        fs::create_dir_all(root.join("child")).unwrap();
+
+        let parent = is_leaf(&fs::metadata(&root).unwrap());
+        let child = is_leaf(&fs::metadata(root.join("child")).unwrap());
+        fs::remove_dir_all(&root).unwrap();
+
+        assert!(!parent);
+        assert!(child);
     }
 }
