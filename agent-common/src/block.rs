@@ -4,8 +4,11 @@
 /// Name of the hash map from `struct request *` (u64) to [`BlockStart`].
 pub const BLOCK_STARTED_MAP: &str = "BLOCK_STARTED";
 
-/// Name of the per-CPU hash map from [`BlockKey`] to
-/// [`crate::histogram::LatencyHistogram`] of request latencies.
+/// Name of the hash map from [`BlockKey`] to
+/// [`crate::histogram::LatencyHistogram`] of request latencies. It has one
+/// value for all CPUs, updated with atomic adds, because completions are
+/// too rare to need a copy per CPU, and on large nodes those copies took
+/// megabytes per CPU.
 pub const BLOCK_LATENCY_MAP: &str = "BLOCK_LATENCY";
 
 /// A request in flight, recorded at `block_rq_issue`.

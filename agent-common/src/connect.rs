@@ -8,7 +8,9 @@ use crate::histogram::LatencyHistogram;
 /// ended.
 pub const CONNECT_PENDING_MAP: &str = "CONNECT_PENDING";
 
-/// Name of the per-CPU hash map from [`ConnectKey`] to [`ConnectCounters`].
+/// Name of the hash map from [`ConnectKey`] to [`ConnectCounters`]. One
+/// value for all CPUs, updated with atomic adds, as connects are too rare
+/// to need a copy per CPU.
 pub const CONNECT_COUNTERS_MAP: &str = "CONNECT_COUNTERS";
 
 /// `AF_INET` and `AF_INET6` as the kernel stores them in `skc_family`.
@@ -40,8 +42,9 @@ pub struct ConnectPending {
     pub key: ConnectKey,
 }
 
-/// How connects to one destination from one cgroup ended, one per CPU.
-/// All cumulative since the entry was made.
+/// Outcomes of the connects from one cgroup to one destination, shared by
+/// all CPUs and updated with atomic adds. All cumulative since the entry
+/// was made.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectCounters {

@@ -15,12 +15,12 @@ use agent_common::{
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::{map, raw_tracepoint},
-    maps::{HashMap, PerCpuHashMap},
+    maps::HashMap,
     programs::RawTracePointContext,
 };
 
 use crate::{
-    per_cpu,
+    map_entry, shared,
     stats::{Loss, count_event, count_loss},
     task::{offsets, read_kernel},
 };
@@ -33,7 +33,7 @@ const MAX_KEYS: u32 = 4_096;
 static BLOCK_STARTED: HashMap<u64, BlockStart> = HashMap::with_max_entries(MAX_REQUESTS, 0);
 
 #[map]
-static BLOCK_LATENCY: PerCpuHashMap<BlockKey, LatencyHistogram> = PerCpuHashMap::with_max_entries(MAX_KEYS, 0);
+static BLOCK_LATENCY: HashMap<BlockKey, LatencyHistogram> = HashMap::with_max_entries(MAX_KEYS, 0);
 
 /// `block_rq_issue(struct request *rq)`.
 #[raw_tracepoint(tracepoint = "block_rq_issue")]
@@ -114,12 +114,10 @@ fn non_null(pointer: *const u8) -> Result<*const u8, i32> {
 
 #[inline(always)]
 fn record_latency(probe: ProbeId, key: &BlockKey, latency_ns: u64) {
-    let Some(histogram) = per_cpu::entry(&BLOCK_LATENCY, key, &LatencyHistogram::ZERO, probe) else {
+    let Some(histogram) = map_entry::entry(&BLOCK_LATENCY, key, &LatencyHistogram::ZERO, probe) else {
         return;
     };
-    // SAFETY: this CPU's copy of a per-CPU value, written only by this
-    // program. It can run in interrupt context, but the kernel never runs a
-    // raw tracepoint program nested inside itself on one CPU (it skips the
-    // inner run).
-    unsafe { (*histogram).record(latency_ns) };
+    // SAFETY: a map value, valid while the program runs, which every CPU
+    // writes with atomic adds only.
+    unsafe { shared::record(histogram, latency_ns) };
 }

@@ -14,12 +14,12 @@ use agent_common::{
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::{map, raw_tracepoint},
-    maps::{HashMap, PerCpuHashMap},
+    maps::HashMap,
     programs::RawTracePointContext,
 };
 
 use crate::{
-    per_cpu,
+    map_entry, shared,
     stats::{Loss, count_event, count_loss},
     task::{Kernel, current_cgroup_id, offsets},
 };
@@ -47,8 +47,7 @@ static ZERO_COUNTERS: ConnectCounters = ConnectCounters::ZERO;
 static CONNECT_PENDING: HashMap<u64, ConnectPending> = HashMap::with_max_entries(MAX_PENDING_CONNECTS, 0);
 
 #[map]
-static CONNECT_COUNTERS: PerCpuHashMap<ConnectKey, ConnectCounters> =
-    PerCpuHashMap::with_max_entries(MAX_DESTINATIONS, 0);
+static CONNECT_COUNTERS: HashMap<ConnectKey, ConnectCounters> = HashMap::with_max_entries(MAX_DESTINATIONS, 0);
 
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
@@ -139,31 +138,27 @@ fn end_connect(sock: Kernel, new_state: u64) -> Result<(), i32> {
     } else {
         0
     };
-    with_counters(&pending.key, |counters| {
+    let Some(counters) = map_entry::entry(&CONNECT_COUNTERS, &pending.key, &ZERO_COUNTERS, PROBE) else {
+        return Ok(());
+    };
+    // SAFETY: a map value, valid while the program runs, which every CPU
+    // writes with atomic adds only.
+    unsafe {
         if new_state == TCP_ESTABLISHED {
-            counters.established += 1;
-            counters.latency.record(elapsed);
-            return;
+            shared::add(&raw mut (*counters).established, 1);
+            shared::record(&raw mut (*counters).latency, elapsed);
+            return Ok(());
         }
+        shared::add(&raw mut (*counters).failed_ns, elapsed);
         // The kernel sets sk_err before it moves a failed connect to CLOSE
         // (tcp_reset and tcp_write_err); a caller's close leaves it 0.
-        counters.failed_ns += elapsed;
-        match error {
-            0 => counters.abandoned += 1,
-            ECONNREFUSED => counters.refused += 1,
-            ETIMEDOUT => counters.timed_out += 1,
-            _ => counters.other_error += 1,
-        }
-    });
+        let outcome = match error {
+            0 => &raw mut (*counters).abandoned,
+            ECONNREFUSED => &raw mut (*counters).refused,
+            ETIMEDOUT => &raw mut (*counters).timed_out,
+            _ => &raw mut (*counters).other_error,
+        };
+        shared::add(outcome, 1);
+    }
     Ok(())
-}
-
-#[inline(always)]
-fn with_counters(key: &ConnectKey, update: impl FnOnce(&mut ConnectCounters)) {
-    let Some(counters) = per_cpu::entry(&CONNECT_COUNTERS, key, &ZERO_COUNTERS, PROBE) else {
-        return;
-    };
-    // SAFETY: this CPU's copy of a per-CPU value; raw tracepoint programs
-    // do not nest on one CPU (the kernel skips a nested run).
-    update(unsafe { &mut *counters });
 }

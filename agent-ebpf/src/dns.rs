@@ -27,7 +27,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    per_cpu,
+    map_entry,
     stats::{Loss, count_event, count_loss},
 };
 
@@ -344,7 +344,7 @@ fn record_response(ctx: &SkBuffContext, key: &DnsQueryKey, rcode: usize, tcp: bo
 /// first use.
 #[inline(always)]
 fn with_counters(probe: ProbeId, cgroup: u64, update: impl FnOnce(&mut DnsCounters)) {
-    let Some(counters) = per_cpu::entry(&DNS_COUNTERS, &cgroup, &ZERO_COUNTERS, probe) else {
+    let Some(counters) = map_entry::entry(&DNS_COUNTERS, &cgroup, &ZERO_COUNTERS, probe) else {
         return;
     };
     // SAFETY: this CPU's copy of a per-CPU value, valid while the program

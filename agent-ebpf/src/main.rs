@@ -5,6 +5,9 @@
 //! the maps on a tick.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// For atomic adds (`shared`): the BPF target has no compare-and-swap, so
+// core offers no `AtomicU64::fetch_add` there.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics), allow(internal_features))]
 // Outside the BPF target this crate builds as an empty program, so that
 // workspace-wide commands (`cargo check --workspace`) do not fail on it.
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
@@ -18,9 +21,11 @@ mod connect;
 #[cfg(target_arch = "bpf")]
 mod dns;
 #[cfg(target_arch = "bpf")]
-mod per_cpu;
+mod map_entry;
 #[cfg(target_arch = "bpf")]
 mod runqueue;
+#[cfg(target_arch = "bpf")]
+mod shared;
 #[cfg(target_arch = "bpf")]
 mod stats;
 #[cfg(target_arch = "bpf")]

@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    iowait, per_cpu,
+    iowait, map_entry,
     stats::{Loss, count_event, count_loss},
     task::{Task, current_cgroup_id, offsets},
     threads, throttle,
@@ -207,7 +207,7 @@ fn record_ended_waits(slot: &ThreadWaits, cgroup: u64, last: &LastSwitch) {
 /// Counts a run-queue wait, and the group that held the CPU until it ended.
 #[inline(always)]
 fn record_queued(cgroup: u64, wait_ns: u64, runner: u64) {
-    if let Some(histogram) = per_cpu::entry(&RUNQ_LATENCY, &cgroup, &LatencyHistogram::ZERO, ProbeId::SchedSwitch) {
+    if let Some(histogram) = map_entry::entry(&RUNQ_LATENCY, &cgroup, &LatencyHistogram::ZERO, ProbeId::SchedSwitch) {
         // SAFETY: this CPU's copy of a per-CPU value; sched_switch does not
         // nest on one CPU.
         unsafe { (*histogram).record(wait_ns) };

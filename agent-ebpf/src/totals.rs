@@ -3,13 +3,13 @@
 use agent_common::{probe::ProbeId, wait_total::WaitTotal};
 use aya_ebpf::maps::PerCpuHashMap;
 
-use crate::per_cpu;
+use crate::map_entry;
 
 /// Adds one wait of `wait_ns` to `cgroup`'s entry, making the entry when
 /// it is missing; a full map counts as a loss of `probe`.
 #[inline(always)]
 pub fn record_total(map: &PerCpuHashMap<u64, WaitTotal>, probe: ProbeId, cgroup: u64, wait_ns: u64) {
-    let Some(total) = per_cpu::entry(map, &cgroup, &WaitTotal::ZERO, probe) else {
+    let Some(total) = map_entry::entry(map, &cgroup, &WaitTotal::ZERO, probe) else {
         return;
     };
     // SAFETY: this CPU's copy of a per-CPU value; the programs that write

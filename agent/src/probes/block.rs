@@ -10,13 +10,11 @@ use agent_common::{
 use anyhow::Context as _;
 use aya::{
     Ebpf,
-    maps::{MapData, PerCpuHashMap},
+    maps::{HashMap as BpfHashMap, MapData},
 };
 
-use super::runqueue::sum_per_cpu;
-
 pub struct BlockMaps {
-    latency: PerCpuHashMap<MapData, BlockKey, LatencyHistogram>,
+    latency: BpfHashMap<MapData, BlockKey, LatencyHistogram>,
 }
 
 impl BlockMaps {
@@ -25,19 +23,15 @@ impl BlockMaps {
             .take_map(BLOCK_LATENCY_MAP)
             .with_context(|| format!("probe object has no map {BLOCK_LATENCY_MAP}"))?;
         Ok(Self {
-            latency: PerCpuHashMap::try_from(map)?,
+            latency: BpfHashMap::try_from(map)?,
         })
     }
 
-    /// Cumulative request latency per blkcg and device, summed over CPUs.
+    /// Cumulative request latency per blkcg and device.
     pub fn read(&self) -> HashMap<BlockKey, LatencyHistogram> {
-        let mut totals = HashMap::new();
         // Entries removed while iterating end the walk early or are
         // skipped; the next tick reads them again.
-        for (key, per_cpu) in self.latency.iter().flatten() {
-            totals.insert(key, sum_per_cpu(per_cpu.iter()));
-        }
-        totals
+        self.latency.iter().flatten().collect()
     }
 
     /// Removes an entry whose blkcg was deleted, so the map does not fill up.

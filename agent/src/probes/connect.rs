@@ -7,7 +7,7 @@ use agent_common::connect::{CONNECT_COUNTERS_MAP, CONNECT_PENDING_MAP, ConnectCo
 use anyhow::Context as _;
 use aya::{
     Ebpf,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap},
+    maps::{HashMap as BpfHashMap, MapData},
 };
 
 use super::dns::monotonic_ns;
@@ -20,7 +20,7 @@ use crate::cgroup::CgroupId;
 const STALE_PENDING: Duration = Duration::from_secs(600);
 
 pub struct ConnectMaps {
-    counters: PerCpuHashMap<MapData, ConnectKey, ConnectCounters>,
+    counters: BpfHashMap<MapData, ConnectKey, ConnectCounters>,
     pending: BpfHashMap<MapData, u64, ConnectPending>,
 }
 
@@ -33,18 +33,14 @@ impl ConnectMaps {
             .take_map(CONNECT_PENDING_MAP)
             .with_context(|| format!("probe object has no map {CONNECT_PENDING_MAP}"))?;
         Ok(Self {
-            counters: PerCpuHashMap::try_from(counters)?,
+            counters: BpfHashMap::try_from(counters)?,
             pending: BpfHashMap::try_from(pending)?,
         })
     }
 
-    /// Cumulative counters per (cgroup, destination), summed over CPUs.
+    /// Cumulative counters per (cgroup, destination).
     pub fn read(&self) -> Vec<(ConnectKey, ConnectCounters)> {
-        self.counters
-            .iter()
-            .flatten()
-            .map(|(key, per_cpu)| (key, sum_counters(per_cpu.iter())))
-            .collect()
+        self.counters.iter().flatten().collect()
     }
 
     /// Drops in-flight connects older than [`STALE_PENDING`], so entries
@@ -78,12 +74,4 @@ impl ConnectMaps {
             let _ = self.counters.remove(&key);
         }
     }
-}
-
-fn sum_counters<'a>(values: impl Iterator<Item = &'a ConnectCounters>) -> ConnectCounters {
-    let mut total = ConnectCounters::ZERO;
-    for value in values {
-        total.add(value);
-    }
-    total
 }
