@@ -147,3 +147,35 @@ fn odd_cgroup_names_are_escaped() {
         .expect("running promtool");
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
 }
+
+/// With two thread slots and room for two cgroups, waits from three
+/// busy groups cannot all be kept. The losses must show on /metrics,
+/// counted by reason, while the waits that fit are still measured.
+#[test]
+fn full_maps_count_losses() {
+    require_root();
+    let groups: Vec<TestCgroup> = ["first", "second", "third"].into_iter().map(TestCgroup::new).collect();
+    let _loads: Vec<Workload> = groups
+        .iter()
+        .map(|group| Workload::start(group, &["wake-loop", "1000", "100"]))
+        .collect();
+    let agent = Agent::start(&["--max-threads", "2", "--max-cgroups", "2"]);
+    thread::sleep(Duration::from_secs(2));
+
+    let scrape = agent.scrape();
+    let lost = |reason: &str| {
+        scrape
+            .value(
+                "chokepoint_probe_lost_events_total",
+                &[("probe", "sched_switch"), ("reason", reason)],
+            )
+            .unwrap_or(0.0)
+    };
+    let measured = groups
+        .iter()
+        .filter(|group| agent_wait_seconds(&agent, group) > 0.0)
+        .count();
+
+    assert!(lost("map_full") > 0.0, "no map_full losses in:\n{}", scrape.text);
+    assert!(measured >= 1, "no group's waits were measured");
+}
