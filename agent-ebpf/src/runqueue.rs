@@ -85,7 +85,7 @@ fn on_wakeup(ctx: &RawTracePointContext, probe: ProbeId) -> i32 {
     // A task can be woken while it is still queued, or while it runs after
     // setting its state to sleep. Then its wait started earlier, or starts
     // when it is switched out runnable, so the stamp is left alone.
-    if slot.waits & WAIT_QUEUED == 0 {
+    if slot.waits & WAIT_QUEUED == 0 || slot.queued_since_ns == 0 {
         slot.waits |= WAIT_QUEUED;
         // SAFETY: a helper call without arguments or side effects.
         slot.queued_since_ns = unsafe { bpf_ktime_get_ns() };
@@ -184,8 +184,10 @@ fn queue(slot: &mut ThreadWaits, prev: Task, now: u64) {
 fn record_ended_waits(slot: &ThreadWaits, cgroup: u64, last: &LastSwitch) {
     let ended_at = last.at_ns;
     // A stamp after the switch-in came from a wakeup while the task ran,
-    // with no wait of its own before; there is nothing to count.
-    if slot.waits & WAIT_QUEUED != 0 && slot.queued_since_ns <= ended_at {
+    // with no wait of its own before, so there is nothing to count. A
+    // stamp of 0 is a slot that two threads wrote at once (see `threads`),
+    // whose wait is unknown.
+    if slot.waits & WAIT_QUEUED != 0 && slot.queued_since_ns != 0 && slot.queued_since_ns <= ended_at {
         let wait = ended_at - slot.queued_since_ns;
         let throttled_ns = if slot.waits & WAIT_THROTTLED != 0 {
             let throttled_ns = throttle::throttled_part(slot, wait);
@@ -199,7 +201,7 @@ fn record_ended_waits(slot: &ThreadWaits, cgroup: u64, last: &LastSwitch) {
             record_queued(cgroup, queued, last.runner);
         }
     }
-    if slot.waits & WAIT_IOWAIT != 0 && slot.iowait_since_ns <= ended_at {
+    if slot.waits & WAIT_IOWAIT != 0 && slot.iowait_since_ns != 0 && slot.iowait_since_ns <= ended_at {
         iowait::record(ProbeId::SchedSwitch, cgroup, ended_at - slot.iowait_since_ns);
     }
 }

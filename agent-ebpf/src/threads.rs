@@ -10,9 +10,12 @@
 //! A slot has one writer at a time. The wakeup of a thread runs either on
 //! its CPU under that CPU's run-queue lock or after the thread has left
 //! its CPU, and its switches run on its CPU under the same lock, so the
-//! programs that touch one thread's slot do not overlap. Two threads that
-//! share a slot can overlap; that is one of the losses above, and may go
-//! uncounted.
+//! programs that touch one thread's slot do not overlap.
+//!
+//! NOTE: two threads that share a slot can write it at once from two CPUs.
+//! Then one thread's wait can be counted for the other, or lost without a
+//! count. A slot left with a zero stamp by such a race is never counted:
+//! a wait from time 0 would be as long as the node's uptime.
 
 use agent_common::{probe::ProbeId, runqueue::ThreadWaits};
 use aya_ebpf::{macros::map, maps::Array};

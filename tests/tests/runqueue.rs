@@ -179,3 +179,33 @@ fn full_maps_count_losses() {
     assert!(lost("map_full") > 0.0, "no map_full losses in:\n{}", scrape.text);
     assert!(measured >= 1, "no group's waits were measured");
 }
+
+/// With two thread slots, eight threads that wake thousands of times a
+/// second share them from both CPUs. No wait may come out longer than
+/// 17 s (the top finite bucket) in any cgroup: a slot torn between two
+/// writers once gave a wait as long as the machine's uptime.
+#[test]
+fn shared_thread_slots_never_inflate_waits() {
+    require_root();
+    const TOP_FINITE_BUCKET: &str = "17.179869184";
+    let group = TestCgroup::new("shared-slots");
+    let _load = Workload::start(&group, &["wake-loop", "100", "200", "8"]);
+    let agent = Agent::start(&["--max-threads", "2"]);
+    thread::sleep(Duration::from_secs(8));
+
+    let scrape = agent.scrape();
+    let buckets = |le: &str| -> Vec<(String, f64)> {
+        scrape
+            .matching("chokepoint_runqueue_latency_seconds_bucket", &[("le", le)])
+            .map(|sample| (sample.labels.get("cgroup").cloned().unwrap_or_default(), sample.value))
+            .collect()
+    };
+    let top = buckets(TOP_FINITE_BUCKET);
+    let all = buckets("+Inf");
+
+    assert!(!all.is_empty(), "no run-queue histograms in:\n{}", scrape.text);
+    for (cgroup, count) in &all {
+        let below = top.iter().find(|(name, _)| name == cgroup).map_or(0.0, |(_, value)| *value);
+        assert_eq!(*count, below, "cgroup {cgroup} has {} waits over {TOP_FINITE_BUCKET} s", count - below);
+    }
+}

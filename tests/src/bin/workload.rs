@@ -1,8 +1,9 @@
 //! Workloads the integration tests place in their cgroups.
 //!
 //! `workload busy THREADS`: THREADS threads spinning on the CPU.
-//! `workload wake-loop SLEEP_US WORK_US`: one thread that sleeps SLEEP_US
-//! microseconds, then spins WORK_US microseconds, forever.
+//! `workload wake-loop SLEEP_US WORK_US [THREADS]`: THREADS threads (one by
+//! default) that each sleep SLEEP_US microseconds, then spin WORK_US
+//! microseconds, forever.
 //! `workload bursty BURST_MS PERIOD_MS THREADS`: THREADS threads that each
 //! spin BURST_MS milliseconds every PERIOD_MS milliseconds.
 //! `workload idle`: sleeps.
@@ -28,10 +29,11 @@ fn main() -> ExitCode {
         }
         Some("wake-loop") => {
             let (Some(sleep_us), Some(work_us)) = (number(1), number(2)) else { return usage() };
-            loop {
+            let threads = number(3).unwrap_or(1);
+            spawn_threads(threads, move || loop {
                 thread::sleep(Duration::from_micros(sleep_us));
                 spin_for(Duration::from_micros(work_us));
-            }
+            })
         }
         Some("bursty") => {
             let (Some(burst_ms), Some(period_ms)) = (number(1), number(2)) else { return usage() };
@@ -71,6 +73,6 @@ fn spin_for(duration: Duration) {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: workload busy THREADS | wake-loop SLEEP_US WORK_US | bursty BURST_MS PERIOD_MS [THREADS] | idle");
+    eprintln!("usage: workload busy THREADS | wake-loop SLEEP_US WORK_US [THREADS] | bursty BURST_MS PERIOD_MS [THREADS] | idle");
     ExitCode::from(2)
 }
