@@ -9,7 +9,7 @@
 //!
 //! A slot has one writer at a time. The wakeup of a thread runs either on
 //! its CPU under that CPU's run-queue lock or after the thread has left
-//! its CPU, and its switches run on its CPU under the same lock, so the
+//! its CPU. Its switches run on its CPU under the same lock, so the
 //! programs that touch one thread's slot do not overlap.
 //!
 //! NOTE: two threads that share a slot can write it at once from two CPUs.
