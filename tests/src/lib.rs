@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod netns;
 pub mod process;
 pub mod prometheus;
+pub mod runqlat;
 pub mod scenario;
 
 pub use agent::Agent;

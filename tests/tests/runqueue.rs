@@ -209,3 +209,52 @@ fn shared_thread_slots_never_inflate_waits() {
         assert_eq!(*count, below, "cgroup {cgroup} has {} waits over {TOP_FINITE_BUCKET} s", count - below);
     }
 }
+
+/// At low contention most waits are a few microseconds, from the wakeup
+/// to the switch. schedstat's run_delay came out 6 to 20 times lower than
+/// the agent in such runs. The kernel skips the run-queue clock update
+/// after a wakeup that preempts the running task, so the
+/// switch-in is timed with the wakeup's clock, and such waits read as
+/// nearly zero there. libbpf-tools `runqlat`, which times the same two
+/// tracepoints as the agent, is the reference here.
+#[test]
+fn uncontended_waits_match_runqlat() {
+    require_root();
+    const TRACE_SECONDS: u32 = 4;
+    let group = TestCgroup::new("uncontended");
+    let load = Workload::start(&group, &["wake-loop", "100", "200"]);
+    let agent = Agent::start(&[]);
+    thread::sleep(Duration::from_secs(1));
+    let series = |name: &str| {
+        agent
+            .scrape()
+            .value(name, &[("cgroup", &group.relative)])
+            .unwrap_or(0.0)
+    };
+    let sum_metric = "chokepoint_runqueue_latency_seconds_sum";
+    let count_metric = "chokepoint_runqueue_latency_seconds_count";
+
+    let (sum_before, count_before) = (series(sum_metric), series(count_metric));
+    let started_at = std::time::Instant::now();
+    let reference = integration_tests::runqlat::RunqlatHistogram::trace(load.pid(), TRACE_SECONDS);
+    // Waits are counted when their task next leaves the CPU, and the agent
+    // refreshes its metrics every 100 ms.
+    thread::sleep(Duration::from_millis(300));
+    let elapsed = started_at.elapsed().as_secs_f64();
+    let (sum, count) = (series(sum_metric) - sum_before, series(count_metric) - count_before);
+
+    let agent_rate = count / elapsed;
+    let reference_rate = reference.count() as f64 / f64::from(TRACE_SECONDS);
+    let agent_mean = sum / count;
+    let reference_mean = reference.mean_seconds().expect("runqlat counted no waits");
+    eprintln!(
+        "agent: {agent_rate:.0} waits/s, mean {:.1} us; runqlat: {reference_rate:.0} waits/s, mean {:.1} us",
+        agent_mean * 1e6,
+        reference_mean * 1e6
+    );
+    assert!(reference_rate > 100.0, "the load woke too rarely: {reference_rate} waits/s");
+    let rate_error = kernel::relative_error(agent_rate, reference_rate);
+    assert!(rate_error < 0.25, "wait rate off by {:.0}%", rate_error * 100.0);
+    let mean_ratio = agent_mean / reference_mean;
+    assert!((0.75..1.33).contains(&mean_ratio), "mean wait {mean_ratio:.2} times runqlat's");
+}
