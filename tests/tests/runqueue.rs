@@ -258,3 +258,39 @@ fn uncontended_waits_match_runqlat() {
     let mean_ratio = agent_mean / reference_mean;
     assert!((0.75..1.33).contains(&mean_ratio), "mean wait {mean_ratio:.2} times runqlat's");
 }
+
+/// Kernels before 5.18 pass no `prev_state` to sched_switch, and the probe
+/// then reads the state from the task. A copy of this kernel's BTF with
+/// the sched_switch type renamed makes the agent take that path here, and
+/// the waits must still match schedstat.
+#[test]
+fn state_from_task_matches_schedstat() {
+    require_root();
+    let mut btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("reading the kernel's BTF");
+    let name = b"btf_trace_sched_switch\0";
+    let at = btf
+        .windows(name.len())
+        .position(|window| window == name)
+        .expect("the kernel's BTF names the sched_switch tracepoint type");
+    btf[at + name.len() - 2] = b'X';
+    let btf_path = std::env::temp_dir().join(format!("chokepoint-btf-without-prev-state-{}", std::process::id()));
+    std::fs::write(&btf_path, &btf).expect("writing the BTF copy");
+    let noisy = TestCgroup::new("noisy");
+    let victim = TestCgroup::new("victim");
+    let _noisy_load = Workload::start(&noisy, &["busy", &busy_threads()]);
+    let victim_load = Workload::start(&victim, &["wake-loop", "2000", "200"]);
+    let agent = Agent::start(&["--btf", btf_path.to_str().expect("a UTF-8 temporary path")]);
+    thread::sleep(Duration::from_secs(1));
+
+    let agent_start = agent_wait_seconds(&agent, &victim);
+    let kernel_start = kernel::run_delay_ns(victim_load.pid());
+    thread::sleep(Duration::from_secs(5));
+    let agent_wait = agent_wait_seconds(&agent, &victim) - agent_start;
+    let kernel_wait = (kernel::run_delay_ns(victim_load.pid()) - kernel_start) as f64 / 1e9;
+    std::fs::remove_file(&btf_path).expect("removing the BTF copy");
+    eprintln!("victim: agent {agent_wait:.4} s, schedstat {kernel_wait:.4} s");
+
+    assert!(kernel_wait > 0.05, "the scenario made too little contention: victim waited {kernel_wait} s");
+    let error = kernel::relative_error(agent_wait, kernel_wait);
+    assert!(error < 0.10, "victim wait off by {:.1}%", error * 100.0);
+}

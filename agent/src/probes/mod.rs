@@ -124,6 +124,14 @@ impl Probes {
             throttle_source = offsets::throttle_source_name(offsets.offsets.throttle_source),
             "throttle delay source chosen"
         );
+        info!(
+            state_source = if offsets.offsets.sched_switch_prev_state != 0 {
+                "sched_switch prev_state argument"
+            } else {
+                "task_struct (the kernel's BTF has no sched_switch type with prev_state)"
+            },
+            "task state source chosen"
+        );
         // Without these the connect probe alone is skipped, with the reason.
         let sock_offsets = add_sock_offsets(&btf, &mut offsets.offsets).map_err(|error| format!("{error:#}"));
 

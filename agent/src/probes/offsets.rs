@@ -144,4 +144,20 @@ mod tests {
         assert_eq!(found.offsets.sched_switch_prev_state, 1);
         assert_eq!(found.block_unavailable, None);
     }
+
+    #[test]
+    fn state_read_from_task_without_tracepoint_type() {
+        // Skipped where the kernel has no BTF (e.g. a build container).
+        let Ok(mut data) = std::fs::read(crate::kernel_btf::VMLINUX_BTF) else { return };
+        // Renaming the typedef in the string section makes the BTF look
+        // like a kernel's whose sched_switch type is unknown.
+        let name = b"btf_trace_sched_switch\0";
+        let at = data.windows(name.len()).position(|window| window == name).unwrap();
+        data[at + name.len() - 2] = b'X';
+        let btf = KernelBtf::parse(&data).unwrap();
+
+        let found = kernel_offsets(&btf, Hierarchy::V2).unwrap();
+
+        assert_eq!(found.offsets.sched_switch_prev_state, 0);
+    }
 }
