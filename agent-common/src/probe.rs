@@ -36,6 +36,9 @@ pub struct ProbeStats {
     /// Events dropped because a kernel read (`bpf_probe_read_kernel`)
     /// failed.
     pub lost_read_error: u64,
+    /// Waits dropped because two threads whose ids share a thread slot
+    /// waited at once (raise `--max-threads` when it is a sizeable share).
+    pub lost_slot_shared: u64,
 }
 
 #[cfg(feature = "user")]

@@ -11,6 +11,7 @@ static PROBE_STATS: PerCpuArray<ProbeStats> = PerCpuArray::with_max_entries(PROB
 pub enum Loss {
     MapFull,
     ReadError,
+    SlotShared,
 }
 
 #[inline(always)]
@@ -32,5 +33,6 @@ pub fn count_loss(probe: ProbeId, loss: Loss) {
     with_stats(probe, |stats| match loss {
         Loss::MapFull => stats.lost_map_full += 1,
         Loss::ReadError => stats.lost_read_error += 1,
+        Loss::SlotShared => stats.lost_slot_shared += 1,
     });
 }

@@ -5,7 +5,7 @@
 //! has its own slot. On nodes with a larger `pid_max`, threads whose ids
 //! are equal modulo the array size share a slot. The thread that writes it
 //! last takes it over, and the waits the other one had in progress are
-//! lost and counted as `map_full`.
+//! lost and counted as `slot_shared`.
 //!
 //! A slot has one writer at a time. The wakeup of a thread runs either on
 //! its CPU under that CPU's run-queue lock or after the thread has left
@@ -41,7 +41,8 @@ fn slot_of(tid: u32) -> Option<*mut ThreadWaits> {
 }
 
 /// Returns the slot of `tid`, taking it over from another thread that held
-/// it. Waits that thread had in progress are lost, counted for `probe`.
+/// it. Waits that thread had in progress are lost, counted for `probe` as
+/// `slot_shared`.
 #[inline(always)]
 pub fn claim(probe: ProbeId, tid: u32) -> Option<&'static mut ThreadWaits> {
     // SAFETY: an element of an array map, valid while the program runs;
@@ -49,7 +50,7 @@ pub fn claim(probe: ProbeId, tid: u32) -> Option<&'static mut ThreadWaits> {
     let slot = unsafe { &mut *slot_of(tid)? };
     if slot.tid != tid {
         if slot.waits != 0 {
-            count_loss(probe, Loss::MapFull);
+            count_loss(probe, Loss::SlotShared);
         }
         *slot = ThreadWaits { tid, ..ThreadWaits::EMPTY };
     }

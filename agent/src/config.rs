@@ -30,16 +30,16 @@ pub struct EngineArgs {
 
     /// Cgroups each per-cgroup map can hold; waits of further cgroups are
     /// counted as lost (chokepoint_probe_lost_events_total{reason="map_full"}).
-    /// The maps are per CPU and preallocated, so kernel memory grows with
-    /// this value times the number of possible CPUs.
+    /// The scheduler maps are per CPU and preallocated, so their kernel
+    /// memory grows with this value times the number of possible CPUs.
     #[arg(long, default_value_t = 2048, env = "CHOKEPOINT_MAX_CGROUPS")]
     pub max_cgroups: u32,
 
     /// Thread slots of the scheduler probes (rounded up to a power of two).
-    /// At most one per possible thread id is made (`kernel.pid_max`);
-    /// below that, threads whose ids are equal modulo this number share a
-    /// slot, and when two of them wait at once one wait is lost and
-    /// counted as map_full.
+    /// At most one per possible thread id is made (`kernel.pid_max`).
+    /// Below that, threads whose ids are equal modulo this number share a
+    /// slot. When two of them wait at once, one wait is lost and counted as
+    /// slot_shared.
     #[arg(long, default_value_t = 65_536, env = "CHOKEPOINT_MAX_THREADS")]
     pub max_threads: u32,
 
@@ -96,9 +96,9 @@ pub struct EngineArgs {
 
     /// (cgroup, destination) pairs the kernel keeps connect counters for,
     /// node-wide; connects to further pairs are counted as lost
-    /// (reason="map_full"). The map is per-CPU and preallocated, because
-    /// older kernels allow tracing programs only preallocated hash maps:
-    /// 384 bytes per entry per CPU, so 1.5 MiB per CPU at the default.
+    /// (reason="map_full"). The map is preallocated, because older kernels
+    /// allow tracing programs only preallocated hash maps, and shared by
+    /// all CPUs: 384 bytes per entry, so 1.5 MiB at the default.
     #[arg(long, default_value_t = 4_096, env = "CHOKEPOINT_MAX_CONNECT_ENTRIES")]
     pub max_connect_entries: u32,
 

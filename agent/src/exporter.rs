@@ -295,12 +295,17 @@ fn encode_probes(encoder: &mut DescriptorEncoder, probes: &[ProbeRow], node: &st
     {
         let mut metric = encoder.encode_descriptor(
             "probe_lost_events",
-            "Events the probe program dropped: map_full means a map reached its max_entries, read_error a failed kernel read.",
+            "Events the probe program dropped: map_full means a map reached its max_entries, read_error a failed kernel read, slot_shared a wait lost because two threads shared a thread slot (see --max-threads).",
             None,
             MetricType::Counter,
         )?;
         for (spec, _, cost) in probes {
-            for (reason, value) in [("map_full", cost.stats.lost_map_full), ("read_error", cost.stats.lost_read_error)] {
+            let reasons = [
+                ("map_full", cost.stats.lost_map_full),
+                ("read_error", cost.stats.lost_read_error),
+                ("slot_shared", cost.stats.lost_slot_shared),
+            ];
+            for (reason, value) in reasons {
                 let mut labels = probe_labels(node, spec.program);
                 labels.push(("reason", Cow::Borrowed(reason)));
                 ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;

@@ -150,7 +150,8 @@ fn odd_cgroup_names_are_escaped() {
 
 /// With two thread slots and room for two cgroups, waits from three
 /// busy groups cannot all be kept. The losses must show on /metrics,
-/// counted by reason, while the waits that fit are still measured.
+/// counted by reason (map_full for the cgroup maps, slot_shared for the
+/// thread slots), while the waits that fit are still measured.
 #[test]
 fn full_maps_count_losses() {
     require_root();
@@ -177,6 +178,7 @@ fn full_maps_count_losses() {
         .count();
 
     assert!(lost("map_full") > 0.0, "no map_full losses in:\n{}", scrape.text);
+    assert!(lost("slot_shared") > 0.0, "no slot_shared losses in:\n{}", scrape.text);
     assert!(measured >= 1, "no group's waits were measured");
 }
 

@@ -234,6 +234,7 @@ impl Probes {
                         cost.stats.events += stats.events;
                         cost.stats.lost_map_full += stats.lost_map_full;
                         cost.stats.lost_read_error += stats.lost_read_error;
+                        cost.stats.lost_slot_shared += stats.lost_slot_shared;
                     }
                 }
                 if let Some(program) = self.ebpf.program(state.spec.program)
@@ -330,7 +331,7 @@ fn log_thread_slots(slots: u32, pid_max: Option<u32>) {
             slots,
             ?pid_max,
             "thread slots: threads whose ids are equal modulo the slot count share a slot, \
-             and a wait lost that way counts as map_full; raise --max-threads to avoid it"
+             and a wait lost that way counts as slot_shared; raise --max-threads to avoid it"
         ),
     }
 }
