@@ -5,7 +5,8 @@
 /// histogram covers up to 2^40 ns (about 18 minutes) without overflow.
 pub const SLOTS: usize = 40;
 
-/// Per-cgroup latency aggregate, one per CPU in a per-CPU map.
+/// Latency aggregate of one cgroup (or cgroup and device, or destination):
+/// one per CPU in the per-CPU maps, one for all CPUs in the shared ones.
 ///
 /// Written by the probes on each completed wait; read and summed over CPUs
 /// by the agent. All counters are cumulative since the map entry was made.

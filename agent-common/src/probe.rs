@@ -37,7 +37,8 @@ pub struct ProbeStats {
     /// failed.
     pub lost_read_error: u64,
     /// Waits dropped because two threads whose ids share a thread slot
-    /// waited at once (raise `--max-threads` when it is a sizeable share).
+    /// waited at once (raise `--max-threads` when they pass 1% of
+    /// `sched_switch` events).
     pub lost_slot_shared: u64,
 }
 

@@ -15,7 +15,9 @@ pub const THREAD_SLOTS_MASK_SYMBOL: &str = "THREAD_SLOTS_MASK";
 /// switched out while still runnable).
 pub const WAIT_QUEUED: u32 = 1;
 /// [`ThreadWaits::waits`] bit: switched out runnable while its group was
-/// throttled; `cfs_rq` and `cfs_rq_throttled_ns` are set.
+/// throttled. `cfs_rq` and `cfs_rq_throttled_ns` are set when the kernel
+/// has `cfs_rq.throttled_clock_self_time` (Linux 6.8 and later), else
+/// `cfs_rq` is 0.
 pub const WAIT_THROTTLED: u32 = 2;
 /// [`ThreadWaits::waits`] bit: asleep in I/O wait since `iowait_since_ns`.
 pub const WAIT_IOWAIT: u32 = 4;
@@ -23,8 +25,9 @@ pub const WAIT_IOWAIT: u32 = 4;
 /// The waits in progress of one thread, written by the scheduler probes.
 ///
 /// A wait ends when the thread is switched in, and is counted when it next
-/// leaves the CPU, where its cgroup comes from a helper instead of four
-/// reads of its `task_struct`.
+/// leaves the CPU. There its cgroup comes from a helper instead of four
+/// reads of its `task_struct` (on cgroup v2; the v1 `cpu` cgroup still
+/// takes the reads).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ThreadWaits {

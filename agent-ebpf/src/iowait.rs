@@ -24,8 +24,8 @@ const MAX_CGROUPS: u32 = 4_096;
 #[map]
 static IOWAIT_TOTAL: PerCpuHashMap<u64, WaitTotal> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
 
-/// Whether `prev`, switched out in uninterruptible sleep, sleeps in I/O
-/// wait. Only such sleeps are read, which keeps the common interruptible
+/// Tells whether `prev`, switched out in uninterruptible sleep, sleeps in
+/// I/O wait. Only such sleeps are read, which keeps the common interruptible
 /// sleep (poll, futex, pipe) free of kernel reads.
 #[inline(always)]
 pub fn is_in_iowait(prev: Task) -> bool {

@@ -1,12 +1,13 @@
 //! Chokepoint kernel probes.
 //!
-//! Each probe family lives in its own module and counts into per-CPU,
-//! per-cgroup maps; nothing is sent to userspace per event. The agent reads
-//! the maps on a tick.
+//! Each probe family lives in its own module and counts into per-cgroup
+//! maps: per-CPU for the scheduler and DNS signals, shared by all CPUs
+//! (atomic adds) for the rarer block and connect events. Nothing is sent to
+//! userspace per event. The agent reads the maps on a tick.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
-// For atomic adds (`shared`): the BPF target has no compare-and-swap, so
-// core offers no `AtomicU64::fetch_add` there.
+// For atomic adds (`shared`): Rust's bpf target declares no
+// compare-and-swap, so core offers no `AtomicU64::fetch_add` there.
 #![cfg_attr(target_arch = "bpf", feature(core_intrinsics), allow(internal_features))]
 // Outside the BPF target this crate builds as an empty program, so that
 // workspace-wide commands (`cargo check --workspace`) do not fail on it.

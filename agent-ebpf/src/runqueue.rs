@@ -149,6 +149,9 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
 fn start_waits(ctx: &RawTracePointContext, slot: &mut ThreadWaits, prev: Task, now: u64) {
     slot.waits = 0;
     let preempted = ctx.arg::<u64>(0) & 0xff != 0;
+    // NOTE: on some kernels between 5.18 and 6.13, a task that tried to
+    // sleep with a signal pending stays queued while the tracepoint still
+    // passes its sleeping state, so that one wait is not counted.
     let state = if offsets().sched_switch_prev_state != 0 {
         Ok(ctx.arg::<u64>(3) as u32)
     } else {

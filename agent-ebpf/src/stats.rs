@@ -17,8 +17,9 @@ pub enum Loss {
 #[inline(always)]
 fn with_stats(probe: ProbeId, update: impl FnOnce(&mut ProbeStats)) {
     if let Some(stats) = PROBE_STATS.get_ptr_mut(probe as u32) {
-        // SAFETY: the pointer comes from this CPU's slot of a per-CPU array,
-        // and the probes that share a slot do not nest on one CPU.
+        // SAFETY: the pointer comes from this CPU's slot of a per-CPU array.
+        // NOTE: dns_egress can run in softirq while another dns_egress run
+        // is in progress on the same CPU, so a count can lose an increment.
         update(unsafe { &mut *stats });
     }
 }

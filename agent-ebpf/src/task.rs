@@ -101,7 +101,6 @@ impl Task {
         let offsets = offsets();
         // Only the low 32 bits carry the state on both layouts: the u32
         // `__state` and, on little-endian, the older `long state`.
-        let _ = offsets.task_state_size;
         self.read::<u32>(offsets.task_state)
     }
 

@@ -1,16 +1,18 @@
 //! The waits in progress of each thread, one array slot per thread id.
 //!
-//! The slot of a thread is at `tid & THREAD_SLOTS_MASK`. The agent sizes
-//! the array to the kernel's `pid_max` when it can, and then every thread
-//! has its own slot. On nodes with a larger `pid_max`, threads whose ids
-//! are equal modulo the array size share a slot. The thread that writes it
-//! last takes it over, and the waits the other one had in progress are
-//! lost and counted as `slot_shared`.
+//! The slot of a thread is at `tid & THREAD_SLOTS_MASK`. When
+//! `--max-threads` is at least the kernel's `pid_max`, the agent sizes the
+//! array to `pid_max` and every thread has its own slot. Otherwise, as on
+//! most systemd hosts (`pid_max` 4194304), threads whose ids are equal
+//! modulo the array size share a slot. The thread that writes it last
+//! takes it over, and the waits the other one had in progress are lost and
+//! counted as `slot_shared`. A few such losses are normal there.
 //!
-//! A slot has one writer at a time. The wakeup of a thread runs either on
-//! its CPU under that CPU's run-queue lock or after the thread has left
-//! its CPU. Its switches run on its CPU under the same lock, so the
-//! programs that touch one thread's slot do not overlap.
+//! A slot has one writer at a time. `sched_wakeup` fires under the lock of
+//! the run queue the thread is put on, after `try_to_wake_up()` has waited
+//! for the thread to leave its previous CPU, and the thread's switches run
+//! under the lock of its run queue (kernel/sched/core.c). So the programs
+//! that touch one thread's slot do not overlap.
 //!
 //! NOTE: two threads that share a slot can write it at once from two CPUs.
 //! Then one thread's wait can be counted for the other, or lost without a
@@ -40,8 +42,8 @@ fn slot_of(tid: u32) -> Option<*mut ThreadWaits> {
     THREAD_WAITS.get_ptr_mut(tid & mask)
 }
 
-/// Returns the slot of `tid`, taking it over from another thread that held
-/// it. Waits that thread had in progress are lost, counted for `probe` as
+/// Claims the slot of `tid` and returns it, taking it over from another
+/// thread that held it. Waits that thread had in progress are lost, counted for `probe` as
 /// `slot_shared`.
 #[inline(always)]
 pub fn claim(probe: ProbeId, tid: u32) -> Option<&'static mut ThreadWaits> {

@@ -38,8 +38,9 @@ const MAX_CGROUPS: u32 = 4_096;
 #[map]
 static THROTTLE_DELAY: PerCpuHashMap<u64, WaitTotal> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
 
-/// Returns whether `prev`, switched out runnable, is held back by
-/// throttling, and if so keeps its run queue's throttled time in `slot`.
+/// Records in `slot` the run queue and throttled time of `prev`, switched
+/// out runnable, when throttling keeps it off the CPU, and returns whether
+/// it does.
 #[inline(always)]
 pub fn remember_if_throttled(slot: &mut ThreadWaits, prev: Task) -> bool {
     let throttled = prev.is_throttled().unwrap_or_else(|_| {

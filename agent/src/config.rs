@@ -37,9 +37,9 @@ pub struct EngineArgs {
 
     /// Thread slots of the scheduler probes (rounded up to a power of two).
     /// At most one per possible thread id is made (`kernel.pid_max`).
-    /// Below that, threads whose ids are equal modulo this number share a
-    /// slot. When two of them wait at once, one wait is lost and counted as
-    /// slot_shared.
+    /// Below that, as on most systemd hosts (pid_max 4194304), threads whose
+    /// ids are equal modulo the slot count share a slot. When two of them
+    /// wait at once, one wait is lost and counted as slot_shared.
     #[arg(long, default_value_t = 65_536, env = "CHOKEPOINT_MAX_THREADS")]
     pub max_threads: u32,
 

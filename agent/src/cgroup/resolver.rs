@@ -118,9 +118,9 @@ fn is_leaf(metadata: &fs::Metadata) -> bool {
 ///
 /// A child's id is the inode number its directory entry carries, which on
 /// cgroupfs (kernfs) is the same number `stat` returns. A leaf, which most
-/// cgroups are, is not listed: listing a cgroup directory reads its dozens
-/// of control files, and a `stat` relative to the parent's open directory
-/// costs much less.
+/// cgroups are, is not listed: listing a cgroup directory returns dozens of
+/// control-file entries the walk must skip, and a `stat` relative to the
+/// parent's open directory costs much less.
 fn walk_dir(
     dir: &Path,
     relative: &str,

@@ -281,7 +281,8 @@ impl Engine {
                 }
             });
             if group.path != path {
-                // A renamed cgroup: its directories moved with it.
+                // A renamed cgroup: on hybrid hosts its v1 directory is
+                // found by the new path.
                 group.cpu_dirs = open_cpu_dirs(layout, &path);
                 group.path = path;
             }

@@ -45,8 +45,8 @@ pub struct MapSizes {
     /// Cgroups tracked per signal; waits of further cgroups are counted as
     /// lost until the agent removes entries of deleted cgroups.
     pub max_cgroups: u32,
-    /// Threads that can be runnable and not yet running (or in I/O wait)
-    /// at once.
+    /// Thread slots requested. The probes get the smaller of this and
+    /// `kernel.pid_max`, rounded up to a power of two.
     pub max_threads: u32,
     /// Block requests that can be in flight at once, node-wide.
     pub max_block_requests: u32,
@@ -327,7 +327,11 @@ fn read_pid_max() -> Option<u32> {
 fn log_thread_slots(slots: u32, pid_max: Option<u32>) {
     match pid_max {
         Some(pid_max) if pid_max <= slots => info!(slots, pid_max, "thread slots: one per thread id"),
-        _ => info!(
+        None => info!(
+            slots,
+            "thread slots: pid_max unknown, so threads may share a slot; a wait lost that way counts as slot_shared"
+        ),
+        Some(_) => info!(
             slots,
             ?pid_max,
             "thread slots: threads whose ids are equal modulo the slot count share a slot, \

@@ -254,7 +254,7 @@ fn userspace(text: &mut String, settings: &Settings, results: &Results) {
     row(text, "one `/metrics` scrape, KiB", &empty, &figures.scrape_kib, 0, "");
     let _ = writeln!(
         text,
-        "| kernel memory of the agent's maps (`bytes_memlock`), MiB | {} | | sized by `--max-cgroups`, `--max-threads` |\n",
+        "| kernel memory of the agent's maps (`bytes_memlock`), MiB | {} | | sized by the `--max-*` flags, the possible CPUs and `pid_max` |\n",
         number(figures.maps_memlock_mib, 1)
     );
 
@@ -315,8 +315,9 @@ fn growth(text: &mut String, settings: &Settings, results: &Results) {
         text,
         "- **Memory**: the agent keeps one sliding window per cgroup, so its RSS grows linearly \
          with the cgroups it sees: about {} KiB per cgroup here. The kernel maps are allocated \
-         at load time with `max_entries` from `--max-cgroups` and `--max-threads`, so their \
-         memory ({} MiB at the defaults) is bounded whatever the node runs; cgroups beyond \
+         at load time with `max_entries` from the `--max-*` flags (the per-CPU ones once per \
+         possible CPU, the thread slots up to `pid_max`), so their memory ({} MiB at the \
+         defaults on this host) is bounded whatever the node runs. Cgroups beyond \
          `--max-cgroups` are counted in `chokepoint_probe_lost_events_total{{reason=\"map_full\"}}`.",
         number(per_cgroup_kib, 1),
         number(figures.maps_memlock_mib, 1)
