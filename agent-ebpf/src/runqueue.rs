@@ -117,22 +117,19 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     // The idle task (thread id 0) is switched in when nothing is runnable,
     // so it has no wait to count, and a task that takes the CPU over from
     // it waited behind no one. Its cgroup is the root, which would
-    // otherwise be named as the neighbour.
-    let cgroup = if prev_tid == 0 {
-        0
-    } else {
-        current_cgroup_id().unwrap_or_else(|_| {
+    // otherwise be named as the neighbour, so it stays 0 here.
+    let mut cgroup = 0;
+    if prev_tid != 0 {
+        cgroup = current_cgroup_id().unwrap_or_else(|_| {
             count_loss(PROBE, Loss::ReadError);
             0
-        })
-    };
-    if prev_tid != 0
-        && let Some(slot) = threads::claim(PROBE, prev_tid)
-    {
-        if last.task == prev.0 as u64 && cgroup != 0 {
-            record_ended_waits(slot, cgroup, last);
+        });
+        if let Some(slot) = threads::claim(PROBE, prev_tid) {
+            if last.task == prev.0 as u64 && cgroup != 0 {
+                record_ended_waits(slot, cgroup, last);
+            }
+            start_waits(&ctx, slot, prev, now);
         }
-        start_waits(&ctx, slot, prev, now);
     }
     *last = LastSwitch {
         task: ctx.arg::<u64>(2),

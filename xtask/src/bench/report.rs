@@ -375,23 +375,33 @@ mod tests {
         assert!(text.ends_with(DEFAULT_NOTES));
     }
 
-    #[test]
-    fn render_without_samples() {
+    /// Settings of a quick run on a 2-CPU machine, limited to `only` when
+    /// that is not empty.
+    fn quick_settings(only: Vec<super::super::Phase>) -> Settings {
         let args = super::super::BenchArgs {
             rounds: None,
             quick: true,
             cgroups: 10,
             output: "BENCHMARKS.md".into(),
-            only: Vec::new(),
+            only,
         };
-        let settings = Settings::new(&args, 2);
-        let machine = Machine {
+        Settings::new(&args, 2)
+    }
+
+    fn test_machine() -> Machine {
+        Machine {
             cpus: 2,
             kernel: "6.18.0".into(),
             cpu_model: "test CPU".into(),
             load_average: "0.00 0.00 0.00".into(),
             date: "2026-01-01 00:00 UTC".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn render_without_samples() {
+        let settings = quick_settings(Vec::new());
+        let machine = test_machine();
 
         let text = render(&settings, &machine, &machine, &Results::default());
 
@@ -405,21 +415,8 @@ mod tests {
 
     #[test]
     fn render_lists_only_chosen_phases() {
-        let args = super::super::BenchArgs {
-            rounds: None,
-            quick: true,
-            cgroups: 10,
-            output: "BENCHMARKS.md".into(),
-            only: vec![super::super::Phase::Userspace],
-        };
-        let settings = Settings::new(&args, 2);
-        let machine = Machine {
-            cpus: 2,
-            kernel: "6.18.0".into(),
-            cpu_model: "test CPU".into(),
-            load_average: "0.00 0.00 0.00".into(),
-            date: "2026-01-01 00:00 UTC".into(),
-        };
+        let settings = quick_settings(vec![super::super::Phase::Userspace]);
+        let machine = test_machine();
 
         let text = render(&settings, &machine, &machine, &Results::default());
 

@@ -121,7 +121,9 @@ fn run_load(load: Load, settings: &Settings) -> anyhow::Result<()> {
     }
 }
 
-/// The agent's tick, the interval at which it refreshes its metrics.
+/// The interval at which the agent refreshes its metrics: the default of
+/// `agent run --tick`, which the benchmark runs with default flags. It must
+/// follow that default, or the scrapes below miss the load.
 const AGENT_TICK: Duration = Duration::from_secs(5);
 
 /// Waits until the agent has refreshed its metrics once more, then returns
