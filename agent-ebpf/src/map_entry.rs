@@ -15,29 +15,26 @@ pub trait EntryMap<K, V> {
     fn insert_new(&self, key: &K, value: &V);
 }
 
-impl<K, V> EntryMap<K, V> for PerCpuHashMap<K, V> {
-    #[inline(always)]
-    fn lookup(&self, key: &K) -> Option<*mut V> {
-        self.get_ptr_mut(key)
-    }
+/// Implements [`EntryMap`] for an aya map type: both kinds of hash map have
+/// the same lookup and insert methods, but no trait in aya-ebpf names them.
+macro_rules! impl_entry_map {
+    ($map:ident) => {
+        impl<K, V> EntryMap<K, V> for $map<K, V> {
+            #[inline(always)]
+            fn lookup(&self, key: &K) -> Option<*mut V> {
+                self.get_ptr_mut(key)
+            }
 
-    #[inline(always)]
-    fn insert_new(&self, key: &K, value: &V) {
-        let _ = self.insert(key, value, BPF_NOEXIST as u64);
-    }
+            #[inline(always)]
+            fn insert_new(&self, key: &K, value: &V) {
+                let _ = self.insert(key, value, BPF_NOEXIST as u64);
+            }
+        }
+    };
 }
 
-impl<K, V> EntryMap<K, V> for HashMap<K, V> {
-    #[inline(always)]
-    fn lookup(&self, key: &K) -> Option<*mut V> {
-        self.get_ptr_mut(key)
-    }
-
-    #[inline(always)]
-    fn insert_new(&self, key: &K, value: &V) {
-        let _ = self.insert(key, value, BPF_NOEXIST as u64);
-    }
-}
+impl_entry_map!(PerCpuHashMap);
+impl_entry_map!(HashMap);
 
 /// Returns a pointer to the value for `key` (this CPU's copy in a per-CPU
 /// map), inserting `zero` first when the key is new. A full map counts as

@@ -110,6 +110,11 @@ pub struct Timed {
     pub seconds: f64,
 }
 
+/// Counts the results whose outcome is `outcome`.
+pub fn count_outcome(results: &[Timed], outcome: &str) -> usize {
+    results.iter().filter(|result| result.outcome == outcome).count()
+}
+
 pub fn parse_results(lines: &[String]) -> Vec<Timed> {
     lines
         .iter()

@@ -11,7 +11,7 @@ use std::{
 
 use integration_tests::{
     Agent, NetNs, Scrape, TestCgroup, Workload, binary,
-    netns::{Timed, parse_results, wait_for_file, wait_for_results},
+    netns::{Timed, count_outcome, parse_results, wait_for_file, wait_for_results},
     require_root,
 };
 
@@ -66,10 +66,6 @@ fn latency(scrape: &Scrape, cgroup: &TestCgroup, destination: &str, part: &str) 
         .unwrap_or(0.0)
 }
 
-fn count(results: &[Timed], outcome: &str) -> usize {
-    results.iter().filter(|result| result.outcome == outcome).count()
-}
-
 #[test]
 fn connect_outcomes_and_latency_per_destination() {
     require_root();
@@ -112,12 +108,12 @@ fn connect_outcomes_and_latency_per_destination() {
         "slow connect: agent {slow_agent:.4} s, client {slow_client_seconds:.4} s; \
          timed out after {:.3} s; fast connects: agent {fast_agent:.6} s, client {fast_client:.6} s over {} connects",
         timed_out[0].seconds,
-        count(&fast, "established")
+        count_outcome(&fast, "established")
     );
 
     // The clients got the outcomes the listeners were set up to cause.
-    assert_eq!(count(&fast, "established"), 10, "fast connects seen by the client");
-    assert_eq!(count(&fast, "refused"), 5, "refused connects seen by the client");
+    assert_eq!(count_outcome(&fast, "established"), 10, "fast connects seen by the client");
+    assert_eq!(count_outcome(&fast, "refused"), 5, "refused connects seen by the client");
     assert_eq!(slow[0].outcome, "established", "slow connect seen by the client");
     assert!(slow_client_seconds > 0.9, "slow connect took only {slow_client_seconds} s");
     assert_eq!(timed_out[0].outcome, "timeout", "timed-out connect seen by the client");

@@ -10,7 +10,7 @@ use std::{
 
 use integration_tests::{
     Agent, NetNs, Scrape, TestCgroup, Workload, binary,
-    netns::{Timed, parse_results, wait_for_file, wait_for_results},
+    netns::{Timed, count_outcome, parse_results, wait_for_file, wait_for_results},
     require_root,
 };
 
@@ -49,10 +49,6 @@ fn dns_value(scrape: &Scrape, name: &str, cgroup: &TestCgroup, extra: &[(&str, &
     let mut labels = vec![("cgroup", cgroup.relative.as_str())];
     labels.extend_from_slice(extra);
     scrape.value(name, &labels).unwrap_or(0.0)
-}
-
-fn count(results: &[Timed], outcome: &str) -> usize {
-    results.iter().filter(|result| result.outcome == outcome).count()
 }
 
 fn answered_seconds(results: &[Timed]) -> f64 {
@@ -100,15 +96,15 @@ fn dns_udp_and_tcp_match_client_timing() {
     eprintln!(
         "udp: agent {udp_agent_sum:.4} s, client {udp_client_sum:.4} s over {} answers; \
          tcp: agent {tcp_agent_sum:.4} s, client {tcp_client_sum:.4} s over {} answers",
-        udp.len() - count(&udp, "timeout"),
+        udp.len() - count_outcome(&udp, "timeout"),
         tcp.len()
     );
 
     // The clients got the responses the server was set up to send.
-    assert_eq!(count(&udp, "0"), 6, "udp NOERROR seen by the client");
-    assert_eq!(count(&udp, "3"), 4, "udp NXDOMAIN seen by the client");
-    assert_eq!(count(&udp, "timeout"), 3, "udp timeouts seen by the client");
-    assert_eq!(count(&tcp, "0"), 4, "tcp NOERROR seen by the client");
+    assert_eq!(count_outcome(&udp, "0"), 6, "udp NOERROR seen by the client");
+    assert_eq!(count_outcome(&udp, "3"), 4, "udp NXDOMAIN seen by the client");
+    assert_eq!(count_outcome(&udp, "timeout"), 3, "udp timeouts seen by the client");
+    assert_eq!(count_outcome(&tcp, "0"), 4, "tcp NOERROR seen by the client");
 
     let udp_value = |name: &str, extra: &[(&str, &str)]| dns_value(&scrape, name, &udp_group, extra);
     assert_eq!(udp_value("chokepoint_dns_queries_total", &[("qtype", "A")]), 12.0);
@@ -185,8 +181,8 @@ fn getaddrinfo_search_domains_show_as_nxdomain() {
         agent_mean * rounds
     );
 
-    assert_eq!(count(&warm_up, "ok"), 1, "the warm-up lookup resolves");
-    assert_eq!(count(&lookups, "ok"), LOOKUPS, "every lookup resolves in the end");
+    assert_eq!(count_outcome(&warm_up, "ok"), 1, "the warm-up lookup resolves");
+    assert_eq!(count_outcome(&lookups, "ok"), LOOKUPS, "every lookup resolves in the end");
     // Counters include the warm-up lookup: one A and one AAAA, NOERROR.
     assert_eq!(value("chokepoint_dns_queries_total", &[("qtype", "A")]), 3.0 * LOOKUPS as f64 + 1.0);
     assert_eq!(value("chokepoint_dns_queries_total", &[("qtype", "AAAA")]), 3.0 * LOOKUPS as f64 + 1.0);
