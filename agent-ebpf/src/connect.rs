@@ -106,7 +106,7 @@ fn start_connect(sock: Kernel) -> Result<(), i32> {
     };
     // The socket pointer is the key: a socket can connect again after a
     // failed attempt, and then replaces its own entry.
-    if CONNECT_PENDING.insert(&(sock.0 as u64), &pending, 0).is_err() {
+    if CONNECT_PENDING.insert(sock.0 as u64, pending, 0).is_err() {
         count_loss(PROBE, Loss::MapFull);
     }
     Ok(())
@@ -122,7 +122,7 @@ fn is_v4_mapped(address: &[u8; 16]) -> bool {
 fn end_connect(sock: Kernel, new_state: u64) -> Result<(), i32> {
     let id = sock.0 as u64;
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(pending) = (unsafe { CONNECT_PENDING.get(&id) }).copied() else {
+    let Some(pending) = (unsafe { CONNECT_PENDING.get(id) }).copied() else {
         return Ok(()); // started before the probe was attached, or not TCP
     };
     if new_state != TCP_ESTABLISHED && new_state != TCP_CLOSE {
@@ -130,7 +130,7 @@ fn end_connect(sock: Kernel, new_state: u64) -> Result<(), i32> {
         // stays and the agent's sweep removes it if it never does.
         return Ok(());
     }
-    let _ = CONNECT_PENDING.remove(&id);
+    let _ = CONNECT_PENDING.remove(id);
     // SAFETY: a helper call without arguments or side effects.
     let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(pending.started_ns);
     let error = if new_state == TCP_CLOSE {

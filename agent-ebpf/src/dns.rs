@@ -297,7 +297,7 @@ fn record_query(cgroup: u64, key: DnsQueryKey, qtype: u16) {
         sent_ns: unsafe { bpf_ktime_get_ns() },
         cgroup,
     };
-    match DNS_PENDING.insert(&key, &pending, BPF_NOEXIST as u64) {
+    match DNS_PENDING.insert(key, pending, BPF_NOEXIST as u64) {
         Ok(()) => {}
         // A retransmission of a query still in flight: the first send
         // stays the start of the lookup, and it is one query.

@@ -184,6 +184,9 @@ const CAUSES: [(&str, Class); 5] = [
 
 /// Evidence gauges over the classification window, so alerts need no
 /// other series.
+/// Reads one p99 latency of a group's evidence, if it has one.
+type EvidenceP99 = fn(&crate::classifier::Evidence) -> Option<f64>;
+
 fn encode_evidence(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
     {
         let mut metric = encoder.encode_descriptor(
@@ -202,7 +205,7 @@ fn encode_evidence(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node
             }
         }
     }
-    let p99s: [(&str, &str, fn(&crate::classifier::Evidence) -> Option<f64>); 3] = [
+    let p99s: [(&str, &str, EvidenceP99); 3] = [
         ("runqueue_latency_p99", "p99 run-queue wait over the classification window, from the log2 histogram (up to 2x coarse).", |evidence| evidence.runqueue_p99_seconds),
         ("dns_latency_p99", "p99 DNS query-to-answer latency over the classification window, from the log2 histogram (up to 2x coarse).", |evidence| evidence.dns.p99_seconds),
         ("tcp_connect_latency_p99", "p99 TCP connect latency (SYN to established) over the classification window, from the log2 histogram (up to 2x coarse).", |evidence| evidence.connect.p99_seconds),
@@ -354,7 +357,7 @@ pub fn exported_histogram(histogram: &LatencyHistogram) -> (f64, u64, Vec<(f64, 
     let mut in_bucket = 0u64;
     for slot in 0..SLOTS {
         in_bucket += histogram.slots[slot];
-        if EXPORTED_BUCKET_SLOTS.contains(&slot) && (slot - EXPORTED_BUCKET_SLOTS.start()) % 2 == 0 {
+        if EXPORTED_BUCKET_SLOTS.contains(&slot) && (slot - EXPORTED_BUCKET_SLOTS.start()).is_multiple_of(2) {
             buckets.push((slot_upper_bound_ns(slot) as f64 / 1e9, in_bucket));
             in_bucket = 0;
         }

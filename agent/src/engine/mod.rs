@@ -171,7 +171,7 @@ impl Engine {
         let mut pods = pods::PodNames::new(config.pod_logs.clone());
         pods.refresh_if_due();
         let block = BlockAttribution::new(&layout, config.tick);
-        let network = NetworkState::new(config.network.clone());
+        let network = NetworkState::new(config.network);
         Ok(Self {
             probes,
             pods,
@@ -485,8 +485,6 @@ fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores:
         connect: ConnectEvidence::from_delta(&delta.connect),
     }
 }
-
-/// Whether this tick read DNS or connect counters for the cgroup.
 
 /// CPUs online on the node; the agent's own affinity mask does not matter.
 fn online_cpus() -> f64 {

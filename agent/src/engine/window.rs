@@ -147,7 +147,7 @@ fn neighbours_delta(later: &[(CgroupId, u64)], earlier: &[(CgroupId, u64)]) -> V
         })
         .filter(|&(_, wait)| wait > 0)
         .collect();
-    delta.sort_by(|a, b| b.1.cmp(&a.1));
+    delta.sort_by_key(|&(_, wait)| std::cmp::Reverse(wait));
     delta
 }
 

@@ -56,7 +56,7 @@ fn spawn_threads(count: u64, body: impl Fn() + Send + Sync + Clone + 'static) ->
     let handles: Vec<_> = (0..count)
         .map(|_| {
             let body = body.clone();
-            thread::spawn(move || body())
+            thread::spawn(body)
         })
         .collect();
     for handle in handles {
