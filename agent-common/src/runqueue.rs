@@ -24,8 +24,9 @@ pub const WAIT_IOWAIT: u32 = 4;
 
 /// The waits in progress of one thread, written by the scheduler probes.
 ///
-/// A wait ends when the thread is switched in, and is counted when it next
-/// leaves the CPU. There its cgroup comes from a helper instead of four
+/// A run-queue wait ends when the thread is switched in, an I/O wait at
+/// its wakeup (the `queued_since_ns` stamp that follows it). Both are
+/// counted when the thread next leaves the CPU. There its cgroup comes from a helper instead of four
 /// reads of its `task_struct` (on cgroup v2; the v1 `cpu` cgroup still
 /// takes the reads).
 #[repr(C)]

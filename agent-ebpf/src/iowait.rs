@@ -3,11 +3,11 @@
 //!
 //! A wait starts when a task is switched out asleep with `in_iowait` set,
 //! which `io_schedule()` and its variants set around `schedule()`. It ends
-//! when the task is switched in again, so it includes the run-queue wait
-//! after the wakeup. That is what delay accounting reports as blkio delay
-//! (`delayacct_blkio_ticks`): `io_schedule_prepare()` starts it before
-//! `schedule()` and `io_schedule_finish()` ends it after `schedule()`
-//! returns.
+//! at the task's wakeup, and the run-queue wait that follows counts as
+//! run-queue wait, so a task's I/O wait and run-queue wait never overlap
+//! and the classifier can add them. Delay accounting measures blkio delay
+//! over the same span: `__schedule()` starts it when the task blocks with
+//! `in_iowait` set, and `try_to_wake_up()` ends it (kernel/sched/core.c).
 
 use agent_common::{probe::ProbeId, wait_total::WaitTotal};
 use aya_ebpf::{macros::map, maps::PerCpuHashMap};

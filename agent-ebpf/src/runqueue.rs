@@ -201,9 +201,23 @@ fn record_ended_waits(slot: &ThreadWaits, cgroup: u64, last: &LastSwitch) {
             record_queued(cgroup, queued, last.runner);
         }
     }
-    if slot.waits & WAIT_IOWAIT != 0 && slot.iowait_since_ns != 0 && slot.iowait_since_ns <= ended_at {
-        iowait::record(ProbeId::SchedSwitch, cgroup, ended_at - slot.iowait_since_ns);
+    if slot.waits & WAIT_IOWAIT != 0 && slot.iowait_since_ns != 0 {
+        let woken_at = iowait_end(slot, ended_at);
+        if slot.iowait_since_ns <= woken_at {
+            iowait::record(ProbeId::SchedSwitch, cgroup, woken_at - slot.iowait_since_ns);
+        }
     }
+}
+
+/// Returns when the I/O wait in `slot` ended: at the wakeup, whose stamp
+/// starts the run-queue wait that follows, so the two waits do not
+/// overlap. Without a wakeup stamp (its probe is not attached, or the
+/// slot was taken over) the wait ends at the switch-in.
+#[inline(always)]
+fn iowait_end(slot: &ThreadWaits, switched_in_at: u64) -> u64 {
+    let woken_at = slot.queued_since_ns;
+    let woken = slot.waits & WAIT_QUEUED != 0 && woken_at >= slot.iowait_since_ns && woken_at <= switched_in_at;
+    if woken { woken_at } else { switched_in_at }
 }
 
 /// Counts a run-queue wait, and the group that held the CPU until it ended.

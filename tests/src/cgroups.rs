@@ -81,6 +81,12 @@ impl TestCgroup {
         Self::create(name, false, true)
     }
 
+    /// Like [`TestCgroup::new`], plus v1 `cpu` and `blkio` cgroups of the
+    /// same name on hybrid hosts.
+    pub fn with_cpu_and_blkio_controllers(name: &str) -> Self {
+        Self::create(name, true, true)
+    }
+
     fn create(name: &str, cpu_controller: bool, blkio_controller: bool) -> Self {
         let (v2_root, v1_cpu_root) = hierarchy_roots();
         let unique = format!(
@@ -128,6 +134,14 @@ impl TestCgroup {
         } else {
             write(&self.v2_dir.join("io.max"), &format!("{device} wbps={bytes_per_second}"));
         }
+    }
+
+    /// Marks the group idle (`cpu.idle`): it gets the least CPU weight, and
+    /// its tasks, once woken, wait for the running task of another group
+    /// instead of preempting it. On pure v2 hosts the parent must have the
+    /// cpu controller enabled.
+    pub fn set_cpu_idle(&self) {
+        write(&self.cpu_controller_dir().join("cpu.idle"), "1");
     }
 
     /// Directory holding `cpu.stat` with CFS counters for this cgroup.

@@ -4,18 +4,23 @@
 use std::{
     process::Command,
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use integration_tests::{Agent, TestCgroup, Workload, kernel, require_root};
 
 const WAIT_METRIC: &str = "chokepoint_runqueue_wait_seconds_total";
 const MEASURE: Duration = Duration::from_secs(8);
+/// Longer than a few agent ticks (100 ms).
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// Twice as many spinning threads as CPUs keeps every run queue full.
+fn busy_thread_count() -> usize {
+    thread::available_parallelism().map_or(2, |count| count.get()) * 2
+}
 
 fn busy_threads() -> String {
-    // Twice as many spinning threads as CPUs keeps every run queue full.
-    let cpus = thread::available_parallelism().map_or(2, |count| count.get());
-    (cpus * 2).to_string()
+    busy_thread_count().to_string()
 }
 
 fn agent_wait_seconds(agent: &Agent, cgroup: &TestCgroup) -> f64 {
@@ -23,6 +28,37 @@ fn agent_wait_seconds(agent: &Agent, cgroup: &TestCgroup) -> f64 {
         .scrape()
         .value(WAIT_METRIC, &[("cgroup", &cgroup.relative)])
         .unwrap_or(0.0)
+}
+
+/// Run-queue wait of the victim and the noisy group on both sides at one
+/// moment, in seconds.
+struct Reading {
+    victim_agent: f64,
+    noisy_agent: f64,
+    idle_agent: f64,
+    victim_kernel: f64,
+    noisy_kernel: f64,
+    /// When the kernel's side was read.
+    at: Instant,
+}
+
+/// Reads both sides while the victim and the noisy group are stopped:
+/// their waits have ended and been counted, and schedstat does not change,
+/// so a slow scrape cannot widen one side's window.
+fn stopped_reading(agent: &Agent, groups: [(&TestCgroup, &Workload); 2], idle: &TestCgroup) -> Reading {
+    let [(victim, victim_load), (noisy, noisy_load)] = groups;
+    let _stopped = [victim_load.stopped(), noisy_load.stopped()];
+    thread::sleep(SETTLE);
+    let scrape = agent.scrape();
+    let agent_wait = |cgroup: &TestCgroup| scrape.value(WAIT_METRIC, &[("cgroup", &cgroup.relative)]).unwrap_or(0.0);
+    Reading {
+        victim_agent: agent_wait(victim),
+        noisy_agent: agent_wait(noisy),
+        idle_agent: agent_wait(idle),
+        victim_kernel: kernel::run_delay_ns(victim_load.pid()) as f64 / 1e9,
+        noisy_kernel: kernel::run_delay_ns(noisy_load.pid()) as f64 / 1e9,
+        at: Instant::now(),
+    }
 }
 
 #[test]
@@ -37,17 +73,22 @@ fn runqueue_wait_matches_schedstat() {
     let agent = Agent::start(&[]);
     thread::sleep(Duration::from_secs(1));
 
-    let victim_agent_start = agent_wait_seconds(&agent, &victim);
-    let noisy_agent_start = agent_wait_seconds(&agent, &noisy);
-    let idle_agent_start = agent_wait_seconds(&agent, &idle);
-    let victim_kernel_start = kernel::run_delay_ns(victim_load.pid());
-    let noisy_kernel_start = kernel::run_delay_ns(noisy_load.pid());
-    thread::sleep(MEASURE);
-    let victim_agent = agent_wait_seconds(&agent, &victim) - victim_agent_start;
-    let noisy_agent = agent_wait_seconds(&agent, &noisy) - noisy_agent_start;
-    let idle_agent = agent_wait_seconds(&agent, &idle) - idle_agent_start;
-    let victim_kernel = (kernel::run_delay_ns(victim_load.pid()) - victim_kernel_start) as f64 / 1e9;
-    let noisy_kernel = (kernel::run_delay_ns(noisy_load.pid()) - noisy_kernel_start) as f64 / 1e9;
+    let groups = [(&victim, &victim_load), (&noisy, &noisy_load)];
+    // The victim's single thread waits too, beside the busy threads.
+    let threads = busy_thread_count() + 1;
+    let (start, end) = kernel::measure_plausible("run delay", threads, || {
+        let start = stopped_reading(&agent, groups, &idle);
+        thread::sleep(MEASURE);
+        let end = stopped_reading(&agent, groups, &idle);
+        let reference = end.victim_kernel + end.noisy_kernel - start.victim_kernel - start.noisy_kernel;
+        let elapsed = end.at - start.at;
+        ((start, end), reference, elapsed)
+    });
+    let victim_agent = end.victim_agent - start.victim_agent;
+    let noisy_agent = end.noisy_agent - start.noisy_agent;
+    let idle_agent = end.idle_agent - start.idle_agent;
+    let victim_kernel = end.victim_kernel - start.victim_kernel;
+    let noisy_kernel = end.noisy_kernel - start.noisy_kernel;
     eprintln!(
         "victim: agent {victim_agent:.4} s, schedstat {victim_kernel:.4} s; \
          noisy: agent {noisy_agent:.4} s, schedstat {noisy_kernel:.4} s; idle: agent {idle_agent:.6} s"

@@ -6,7 +6,10 @@
 //! (SIGSTOP) at its ends: a stopped group starts no new CFS period, so
 //! `cpu.stat` stays unchanged while the agent and the test read it.
 
-use std::{thread, time::Duration};
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
 
 use integration_tests::{Agent, Scrape, TestCgroup, Workload, kernel, require_root};
 
@@ -20,6 +23,8 @@ const CPU_USAGE: &str = "chokepoint_cpu_usage_seconds_total";
 const LIMIT: &str = "chokepoint_cpu_limit_cores";
 const PERIOD: &str = "chokepoint_cpu_cfs_period_seconds";
 const MEASURE: Duration = Duration::from_secs(8);
+/// Spinning threads of the group with a quota.
+const LIMITED_THREADS: usize = 2;
 /// Longer than a CFS period and a few agent ticks (100 ms).
 const SETTLE: Duration = Duration::from_millis(600);
 
@@ -64,11 +69,6 @@ impl Counters {
     }
 }
 
-fn signal(workload: &Workload, signal: i32) {
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(workload.pid() as i32, signal) };
-}
-
 fn agent_value(scrape: &Scrape, name: &str, cgroup: &TestCgroup) -> f64 {
     scrape.value(name, &[("cgroup", &cgroup.relative)]).unwrap_or(0.0)
 }
@@ -83,24 +83,25 @@ struct Reading {
     runqueue_wait: f64,
     /// Run-queue wait of the workload's threads from schedstat.
     run_delay: f64,
+    /// When the kernel's side was read.
+    at: Instant,
 }
 
 /// Reads counters, throttle delay, CPU usage and run-queue waits of
 /// `cgroup` on both sides while its workload is stopped.
 fn frozen_reading(agent: &Agent, cgroup: &TestCgroup, workload: &Workload) -> Reading {
-    signal(workload, libc::SIGSTOP);
+    let _stopped = workload.stopped();
     thread::sleep(SETTLE);
     let scrape = agent.scrape();
-    let reading = Reading {
+    Reading {
         agent: Counters::from_agent(&scrape, cgroup),
         kernel: Counters::from_kernel(cgroup),
         throttle_delay: agent_value(&scrape, THROTTLE_DELAY, cgroup),
         cpu_usage: agent_value(&scrape, CPU_USAGE, cgroup),
         runqueue_wait: agent_value(&scrape, RUNQUEUE_WAIT, cgroup),
         run_delay: kernel::run_delay_ns(workload.pid()) as f64 / 1e9,
-    };
-    signal(workload, libc::SIGCONT);
-    reading
+        at: Instant::now(),
+    }
 }
 
 #[test]
@@ -109,17 +110,22 @@ fn throttling_matches_cpu_stat() {
     let limited = TestCgroup::with_cpu_controller("limited");
     limited.set_cpu_quota(20_000, 100_000);
     let unlimited = TestCgroup::with_cpu_controller("unlimited");
-    let limited_load = Workload::start(&limited, &["busy", "2"]);
+    let limited_load = Workload::start(&limited, &["busy", &LIMITED_THREADS.to_string()]);
     let unlimited_load = Workload::start(&unlimited, &["wake-loop", "2000", "200"]);
     let agent = Agent::start(&[]);
     thread::sleep(Duration::from_secs(1));
 
-    let start = frozen_reading(&agent, &limited, &limited_load);
-    let unlimited_start = Counters::from_agent(&agent.scrape(), &unlimited);
-    thread::sleep(MEASURE);
-    let ratio_scrape = agent.scrape();
-    let end = frozen_reading(&agent, &limited, &limited_load);
-    let unlimited_scrape = agent.scrape();
+    let (start, end, unlimited_start, ratio_scrape, unlimited_scrape) =
+        kernel::measure_plausible("run delay", LIMITED_THREADS, || {
+            let start = frozen_reading(&agent, &limited, &limited_load);
+            let unlimited_start = Counters::from_agent(&agent.scrape(), &unlimited);
+            thread::sleep(MEASURE);
+            let ratio_scrape = agent.scrape();
+            let end = frozen_reading(&agent, &limited, &limited_load);
+            let unlimited_scrape = agent.scrape();
+            let (reference, elapsed) = (end.run_delay - start.run_delay, end.at - start.at);
+            ((start, end, unlimited_start, ratio_scrape, unlimited_scrape), reference, elapsed)
+        });
 
     let agent_delta = end.agent.since(&start.agent);
     let kernel_delta = end.kernel.since(&start.kernel);

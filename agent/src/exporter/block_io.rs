@@ -16,7 +16,7 @@ pub fn encode(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &st
     {
         let mut metric = encoder.encode_descriptor(
             "blkio_wait",
-            "Time the cgroup's tasks slept in block-I/O wait until they ran again, summed over tasks; includes I/O held back by the cgroup's own I/O limit.",
+            "Time the cgroup's tasks slept in block-I/O wait until they were woken, summed over tasks; includes I/O held back by the cgroup's own I/O limit. The wait for a CPU after the wakeup counts as run-queue wait.",
             Some(&Unit::Seconds),
             MetricType::Counter,
         )?;
