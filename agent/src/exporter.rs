@@ -19,7 +19,7 @@ use prometheus_client::{
 };
 
 use crate::{
-    classifier::Class,
+    classifier::{Class, Verdict},
     engine::{GroupReport, SharedSnapshot},
 };
 
@@ -184,7 +184,7 @@ const CAUSES: [(&str, Class); 5] = [
 
 /// Evidence gauges over the classification window, so alerts need no
 /// other series.
-/// Reads one p99 latency of a group's evidence, if it has one.
+/// Accessor for one p99 latency of a group's evidence, when it has one.
 type EvidenceP99 = fn(&crate::classifier::Evidence) -> Option<f64>;
 
 fn encode_evidence(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
@@ -235,34 +235,38 @@ fn encode_evidence(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node
 
 fn encode_classes(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
     encode_evidence(encoder, groups, node)?;
-    {
-        let mut metric = encoder.encode_descriptor(
-            "bottleneck",
-            "1 when the bottleneck class holds for the cgroup over the classification window, else 0.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for group in groups {
-            let Some(verdict) = &group.verdict else { continue };
-            for class in Class::ALL {
-                let mut labels = group_labels(group, node);
-                labels.push(("class", Cow::Borrowed(class.label())));
-                ConstGauge::new(i64::from(verdict.holds(class))).encode(metric.encode_family(&labels)?)?;
-            }
-        }
-    }
-    let mut metric = encoder.encode_descriptor(
-        "bottleneck_primary",
-        "1 for the cgroup's primary bottleneck class (the one costing the largest share of its time), else 0.",
-        None,
-        MetricType::Gauge,
+    encode_class_gauge(
+        encoder,
+        ("bottleneck", "1 when the bottleneck class holds for the cgroup over the classification window, else 0."),
+        groups,
+        node,
+        |verdict, class| verdict.holds(class),
     )?;
+    encode_class_gauge(
+        encoder,
+        ("bottleneck_primary", "1 for the cgroup's primary bottleneck class (the one costing the largest share of its time), else 0."),
+        groups,
+        node,
+        |verdict, class| verdict.primary == class,
+    )
+}
+
+/// Encodes one 0-or-1 gauge per cgroup with a verdict and per class,
+/// `is_set` telling which classes are 1.
+fn encode_class_gauge(
+    encoder: &mut DescriptorEncoder,
+    (name, help): (&str, &str),
+    groups: &[GroupReport],
+    node: &str,
+    is_set: impl Fn(&Verdict, Class) -> bool,
+) -> Result<(), FmtError> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for group in groups {
         let Some(verdict) = &group.verdict else { continue };
         for class in Class::ALL {
             let mut labels = group_labels(group, node);
             labels.push(("class", Cow::Borrowed(class.label())));
-            ConstGauge::new(i64::from(verdict.primary == class)).encode(metric.encode_family(&labels)?)?;
+            ConstGauge::new(i64::from(is_set(verdict, class))).encode(metric.encode_family(&labels)?)?;
         }
     }
     Ok(())

@@ -33,6 +33,37 @@ fn start_server_on(netns: &NetNs, cgroup: &TestCgroup, port: u16) -> Workload {
     server
 }
 
+/// A namespace set up as Kubernetes sets up a pod's resolver, with the test
+/// server in it. With ndots:5 a name with fewer dots is tried under every
+/// search domain first, and the server returns NXDOMAIN for every name
+/// under .search.test.
+struct SearchDomains {
+    // Fields drop in this order, so the server exits before its cgroup
+    // is removed.
+    _server: Workload,
+    _server_group: TestCgroup,
+    client_group: TestCgroup,
+    netns: NetNs,
+}
+
+impl SearchDomains {
+    fn start() -> Self {
+        let netns = NetNs::new();
+        netns.set_resolv_conf(
+            "nameserver 127.0.0.1\nsearch a.search.test b.search.test\noptions ndots:5 attempts:1 timeout:2\n",
+        );
+        let server_group = TestCgroup::new("dns-server");
+        let client_group = TestCgroup::new("resolver");
+        let server = start_server(&netns, &server_group);
+        Self {
+            _server: server,
+            _server_group: server_group,
+            client_group,
+            netns,
+        }
+    }
+}
+
 fn run_client(netns: &NetNs, cgroup: &TestCgroup, name: &str, args: &[&str]) -> Vec<Timed> {
     let out: PathBuf = netns.scratch_file(name);
     let mut command = netns.command(binary("net-client"));
@@ -143,29 +174,20 @@ fn dns_udp_and_tcp_match_client_timing() {
 #[test]
 fn getaddrinfo_search_domains_show_as_nxdomain() {
     require_root();
-    let netns = NetNs::new();
-    // Kubernetes-like: with ndots:5 a name with fewer dots is tried under
-    // every search domain first, and the test server returns NXDOMAIN for
-    // every name under .search.test.
-    netns.set_resolv_conf(
-        "nameserver 127.0.0.1\nsearch a.search.test b.search.test\noptions ndots:5 attempts:1 timeout:2\n",
-    );
-    let server_group = TestCgroup::new("dns-server");
-    let client_group = TestCgroup::new("resolver");
-    let _server = start_server(&netns, &server_group);
+    let SearchDomains { netns, client_group, .. } = &SearchDomains::start();
     let agent = Agent::start(&[]);
     const LOOKUPS: usize = 5;
 
     // A warm-up lookup of an absolute name (no search domains, no NXDOMAIN)
     // comes first. The agent tracks the client's cgroup from its creation,
     // so the window (5 s) covers the warm-up and the lookups alike.
-    let warm_up = run_client(&netns, &client_group, "warm-up.out", &["resolve", "1", "warm-up.example."]);
+    let warm_up = run_client(netns, client_group, "warm-up.out", &["resolve", "1", "warm-up.example."]);
     thread::sleep(Duration::from_millis(300));
-    let lookups = run_client(&netns, &client_group, "resolve.out", &["resolve", &LOOKUPS.to_string(), "api.example"]);
+    let lookups = run_client(netns, client_group, "resolve.out", &["resolve", &LOOKUPS.to_string(), "api.example"]);
     thread::sleep(Duration::from_millis(300));
     let scrape = agent.scrape();
 
-    let value = |name: &str, extra: &[(&str, &str)]| dns_value(&scrape, name, &client_group, extra);
+    let value = |name: &str, extra: &[(&str, &str)]| dns_value(&scrape, name, client_group, extra);
     let queries = value("chokepoint_dns_queries_total", &[("qtype", "A")]) + value("chokepoint_dns_queries_total", &[("qtype", "AAAA")]);
     // The warm-up's two queries took one round, as long as each query of
     // the lookups; they barely move the mean.
@@ -200,18 +222,12 @@ fn getaddrinfo_search_domains_show_as_nxdomain() {
 #[test]
 fn classify_reports_dns_evidence() {
     require_root();
-    let netns = NetNs::new();
-    netns.set_resolv_conf(
-        "nameserver 127.0.0.1\nsearch a.search.test b.search.test\noptions ndots:5 attempts:1 timeout:2\n",
-    );
-    let server_group = TestCgroup::new("dns-server");
-    let client_group = TestCgroup::new("resolver");
-    let _server = start_server(&netns, &server_group);
+    let SearchDomains { netns, client_group, .. } = &SearchDomains::start();
     // About 150 ms per lookup, so 40 lookups outlast the measurement.
     let out = netns.scratch_file("classify.out");
     let mut command = netns.command(binary("net-client"));
     command.arg("resolve").arg(&out).args(["40", "api.example"]);
-    let client = Workload::spawn_in(&client_group, command);
+    let client = Workload::spawn_in(client_group, command);
     thread::sleep(Duration::from_millis(300));
 
     let output = std::process::Command::new(binary("agent"))

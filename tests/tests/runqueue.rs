@@ -64,13 +64,20 @@ fn stopped_reading(agent: &Agent, groups: [(&TestCgroup, &Workload); 2], idle: &
 #[test]
 fn runqueue_wait_matches_schedstat() {
     require_root();
+    check_waits_against_schedstat(&[]);
+}
+
+/// Runs a victim beside a noisy group and an idle one, under an agent
+/// started with `agent_args`, and compares the run-queue wait of each
+/// group with schedstat.
+fn check_waits_against_schedstat(agent_args: &[&str]) {
     let noisy = TestCgroup::new("noisy");
     let victim = TestCgroup::new("victim");
     let idle = TestCgroup::new("idle");
     let noisy_load = Workload::start(&noisy, &["busy", &busy_threads()]);
     let victim_load = Workload::start(&victim, &["wake-loop", "2000", "200"]);
     let idle_load = Workload::start(&idle, &["idle"]);
-    let agent = Agent::start(&[]);
+    let agent = Agent::start(agent_args);
     thread::sleep(Duration::from_secs(1));
 
     let groups = [(&victim, &victim_load), (&noisy, &noisy_load)];
@@ -309,31 +316,37 @@ fn uncontended_waits_match_runqlat() {
 #[test]
 fn state_from_task_matches_schedstat() {
     require_root();
-    let mut btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("reading the kernel's BTF");
-    let name = b"btf_trace_sched_switch\0";
-    let at = btf
-        .windows(name.len())
-        .position(|window| window == name)
-        .expect("the kernel's BTF names the sched_switch tracepoint type");
-    btf[at + name.len() - 2] = b'X';
-    let btf_path = std::env::temp_dir().join(format!("chokepoint-btf-without-prev-state-{}", std::process::id()));
-    std::fs::write(&btf_path, &btf).expect("writing the BTF copy");
-    let noisy = TestCgroup::new("noisy");
-    let victim = TestCgroup::new("victim");
-    let _noisy_load = Workload::start(&noisy, &["busy", &busy_threads()]);
-    let victim_load = Workload::start(&victim, &["wake-loop", "2000", "200"]);
-    let agent = Agent::start(&["--btf", btf_path.to_str().expect("a UTF-8 temporary path")]);
-    thread::sleep(Duration::from_secs(1));
+    let btf = BtfWithoutPrevState::write();
+    check_waits_against_schedstat(&["--btf", btf.path()]);
+}
 
-    let agent_start = agent_wait_seconds(&agent, &victim);
-    let kernel_start = kernel::run_delay_ns(victim_load.pid());
-    thread::sleep(Duration::from_secs(5));
-    let agent_wait = agent_wait_seconds(&agent, &victim) - agent_start;
-    let kernel_wait = (kernel::run_delay_ns(victim_load.pid()) - kernel_start) as f64 / 1e9;
-    std::fs::remove_file(&btf_path).expect("removing the BTF copy");
-    eprintln!("victim: agent {agent_wait:.4} s, schedstat {kernel_wait:.4} s");
+/// A copy of the kernel's BTF in which the sched_switch tracepoint type
+/// has another name, removed on drop.
+struct BtfWithoutPrevState {
+    path: std::path::PathBuf,
+}
 
-    assert!(kernel_wait > 0.05, "the scenario made too little contention: victim waited {kernel_wait} s");
-    let error = kernel::relative_error(agent_wait, kernel_wait);
-    assert!(error < 0.10, "victim wait off by {:.1}%", error * 100.0);
+impl BtfWithoutPrevState {
+    fn write() -> Self {
+        let mut btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("reading the kernel's BTF");
+        let name = b"btf_trace_sched_switch\0";
+        let at = btf
+            .windows(name.len())
+            .position(|window| window == name)
+            .expect("the kernel's BTF names the sched_switch tracepoint type");
+        btf[at + name.len() - 2] = b'X';
+        let path = std::env::temp_dir().join(format!("chokepoint-btf-without-prev-state-{}", std::process::id()));
+        std::fs::write(&path, &btf).expect("writing the BTF copy");
+        Self { path }
+    }
+
+    fn path(&self) -> &str {
+        self.path.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for BtfWithoutPrevState {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
