@@ -17,10 +17,7 @@ fn main() -> anyhow::Result<()> {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or_else(|| anyhow!("OUT_DIR not set"))?);
     let object = out_dir.join(PROBE_PACKAGE);
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let probe_dir = manifest_dir
-        .parent()
-        .context("agent crate has no parent directory")?
-        .join(PROBE_PACKAGE);
+    let probe_dir = manifest_dir.parent().context("agent crate has no parent directory")?.join(PROBE_PACKAGE);
     let probe_dir = probe_dir.to_str().context("probe crate path is not UTF-8")?;
     // aya-build reruns this script when the probe crate changes, but not
     // when the shared types it compiles against do.
@@ -36,14 +33,12 @@ fn main() -> anyhow::Result<()> {
     }
 
     aya_build::build_ebpf(
-        [Package {
-            name: PROBE_PACKAGE,
-            root_dir: probe_dir,
-            ..Default::default()
-        }],
+        [Package { name: PROBE_PACKAGE, root_dir: probe_dir, ..Default::default() }],
         Toolchain::Nightly,
     )
-    .context("building the probes failed; run `cargo xtask setup` to install bpf-linker and the nightly rust-src component")
+    .context(
+        "building the probes failed; run `cargo xtask setup` to install bpf-linker and the nightly rust-src component",
+    )
 }
 
 fn skip_requested() -> bool {

@@ -22,11 +22,7 @@ pub struct LatencyHistogram {
 }
 
 impl LatencyHistogram {
-    pub const ZERO: Self = Self {
-        count: 0,
-        total_ns: 0,
-        slots: [0; SLOTS],
-    };
+    pub const ZERO: Self = Self { count: 0, total_ns: 0, slots: [0; SLOTS] };
 
     /// Adds `other`'s counts to these, slot by slot: for summing the
     /// per-CPU copies of a map value.

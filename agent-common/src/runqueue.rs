@@ -49,14 +49,8 @@ pub struct ThreadWaits {
 }
 
 impl ThreadWaits {
-    pub const EMPTY: Self = Self {
-        tid: 0,
-        waits: 0,
-        queued_since_ns: 0,
-        iowait_since_ns: 0,
-        cfs_rq: 0,
-        cfs_rq_throttled_ns: 0,
-    };
+    pub const EMPTY: Self =
+        Self { tid: 0, waits: 0, queued_since_ns: 0, iowait_since_ns: 0, cfs_rq: 0, cfs_rq_throttled_ns: 0 };
 }
 
 /// Name of the per-CPU hash map from cgroup id (u64) to

@@ -87,11 +87,7 @@ fn request_key(request: *const u8) -> Result<BlockKey, i32> {
         let minor: u32 = read_kernel(disk, offsets.gendisk_first_minor)?;
         device = (major << 20) | (minor & 0xf_ffff);
     }
-    Ok(BlockKey {
-        blkcg_cgroup_id: blkcg_cgroup_id(request).unwrap_or(0),
-        device,
-        _padding: 0,
-    })
+    Ok(BlockKey { blkcg_cgroup_id: blkcg_cgroup_id(request).unwrap_or(0), device, _padding: 0 })
 }
 
 /// `rq->bio->bi_blkg->blkcg->css.cgroup->kn->id`; an error where any link

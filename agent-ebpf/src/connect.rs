@@ -133,11 +133,7 @@ fn end_connect(sock: Kernel, new_state: u64) -> Result<(), i32> {
     let _ = CONNECT_PENDING.remove(id);
     // SAFETY: a helper call without arguments or side effects.
     let elapsed = unsafe { bpf_ktime_get_ns() }.saturating_sub(pending.started_ns);
-    let error = if new_state == TCP_CLOSE {
-        sock.read::<i32>(offsets().sock_err)?
-    } else {
-        0
-    };
+    let error = if new_state == TCP_CLOSE { sock.read::<i32>(offsets().sock_err)? } else { 0 };
     let Some(counters) = map_entry::entry(&CONNECT_COUNTERS, &pending.key, &ZERO_COUNTERS, PROBE) else {
         return Ok(());
     };

@@ -12,9 +12,7 @@
 //! traffic.
 
 use agent_common::{
-    dns::{
-        DnsConfig, DnsCounters, DnsPendingQuery, DnsQueryKey, MAX_DNS_PORTS, qtype_slot,
-    },
+    dns::{DnsConfig, DnsCounters, DnsPendingQuery, DnsQueryKey, MAX_DNS_PORTS, qtype_slot},
     probe::ProbeId,
 };
 use aya_ebpf::{
@@ -49,11 +47,7 @@ const EEXIST: i64 = 17;
 /// Written by the agent before load (`--dns-ports`); the initializer is
 /// the default, port 53.
 #[unsafe(no_mangle)]
-static DNS_CONFIG: DnsConfig = DnsConfig {
-    ports: [53, 0, 0, 0, 0, 0, 0, 0],
-    port_count: 1,
-    _padding: 0,
-};
+static DNS_CONFIG: DnsConfig = DnsConfig { ports: [53, 0, 0, 0, 0, 0, 0, 0], port_count: 1, _padding: 0 };
 
 /// Initial value of a cgroup's counters. Inserted from this global rather
 /// than from the stack, because the struct is larger than the 512-byte BPF
@@ -61,15 +55,13 @@ static DNS_CONFIG: DnsConfig = DnsConfig {
 static ZERO_COUNTERS: DnsCounters = DnsCounters::ZERO;
 
 #[map]
-static DNS_PENDING: HashMap<DnsQueryKey, DnsPendingQuery> =
-    HashMap::with_max_entries(MAX_PENDING_QUERIES, 0);
+static DNS_PENDING: HashMap<DnsQueryKey, DnsPendingQuery> = HashMap::with_max_entries(MAX_PENDING_QUERIES, 0);
 
 /// Not preallocated: a preallocated per-CPU map reserves max_entries times
 /// 584 bytes on every CPU, while most cgroups never make a DNS query.
 /// cgroup_skb programs may use such maps on every kernel that has them.
 #[map]
-static DNS_COUNTERS: PerCpuHashMap<u64, DnsCounters> =
-    PerCpuHashMap::with_max_entries(MAX_CGROUPS, BPF_F_NO_PREALLOC);
+static DNS_COUNTERS: PerCpuHashMap<u64, DnsCounters> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, BPF_F_NO_PREALLOC);
 
 #[cgroup_skb(egress)]
 pub fn dns_egress(ctx: SkBuffContext) -> i32 {
@@ -183,10 +175,7 @@ fn locate_message(ctx: &SkBuffContext, direction: Direction) -> Result<Message, 
         return Err(Skip::Ignored);
     }
     if protocol == IPPROTO_UDP {
-        return Ok(Message {
-            offset: transport + UDP_HEADER_BYTES,
-            tcp: false,
-        });
+        return Ok(Message { offset: transport + UDP_HEADER_BYTES, tcp: false });
     }
 
     // The data offset with the flags byte after it, two bytes for a direct
@@ -198,10 +187,7 @@ fn locate_message(ctx: &SkBuffContext, direction: Direction) -> Result<Message, 
     }
     // Over TCP each message follows a 2-byte length (RFC 1035 section
     // 4.2.2).
-    Ok(Message {
-        offset: payload + 2,
-        tcp: true,
-    })
+    Ok(Message { offset: payload + 2, tcp: true })
 }
 
 #[inline(always)]
@@ -236,11 +222,7 @@ fn handle_message(ctx: &SkBuffContext, direction: Direction, message: &Message) 
     let question_count = u16::from_be_bytes([header[4], header[5]]);
     // SAFETY: the helpers only read the skb and its socket.
     let socket_cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-    let key = DnsQueryKey {
-        socket_cookie,
-        transaction_id,
-        _padding: [0; 6],
-    };
+    let key = DnsQueryKey { socket_cookie, transaction_id, _padding: [0; 6] };
     match (direction, is_response) {
         (Direction::Egress, false) => {
             if question_count == 0 {

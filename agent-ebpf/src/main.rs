@@ -16,11 +16,11 @@
 #[cfg(target_arch = "bpf")]
 mod block;
 #[cfg(target_arch = "bpf")]
-mod iowait;
-#[cfg(target_arch = "bpf")]
 mod connect;
 #[cfg(target_arch = "bpf")]
 mod dns;
+#[cfg(target_arch = "bpf")]
+mod iowait;
 #[cfg(target_arch = "bpf")]
 mod map_entry;
 #[cfg(target_arch = "bpf")]

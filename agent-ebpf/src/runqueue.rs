@@ -32,12 +32,10 @@ use crate::{
 const MAX_CGROUPS: u32 = 4_096;
 
 #[map]
-static RUNQ_LATENCY: PerCpuHashMap<u64, LatencyHistogram> =
-    PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
+static RUNQ_LATENCY: PerCpuHashMap<u64, LatencyHistogram> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
 
 #[map]
-static RUNQ_NEIGHBOURS: PerCpuHashMap<NeighbourKey, u64> =
-    PerCpuHashMap::with_max_entries(MAX_CGROUPS * 4, 0);
+static RUNQ_NEIGHBOURS: PerCpuHashMap<NeighbourKey, u64> = PerCpuHashMap::with_max_entries(MAX_CGROUPS * 4, 0);
 
 /// The last switch on a CPU: the task it switched in, when, and the cgroup
 /// of the task that held the CPU before it.
@@ -131,11 +129,7 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
             start_waits(&ctx, slot, prev, now);
         }
     }
-    *last = LastSwitch {
-        task: ctx.arg::<u64>(2),
-        at_ns: now,
-        runner: cgroup,
-    };
+    *last = LastSwitch { task: ctx.arg::<u64>(2), at_ns: now, runner: cgroup };
     0
 }
 
@@ -149,11 +143,7 @@ fn start_waits(ctx: &RawTracePointContext, slot: &mut ThreadWaits, prev: Task, n
     // NOTE: on some kernels between 5.18 and 6.13, a task that tried to
     // sleep with a signal pending stays queued while the tracepoint still
     // passes its sleeping state, so that one wait is not counted.
-    let state = if offsets().sched_switch_prev_state != 0 {
-        Ok(ctx.arg::<u64>(3) as u32)
-    } else {
-        prev.state()
-    };
+    let state = if offsets().sched_switch_prev_state != 0 { Ok(ctx.arg::<u64>(3) as u32) } else { prev.state() };
     // A preempted task stays on the run queue whatever its state.
     match state {
         _ if preempted => queue(slot, prev, now),

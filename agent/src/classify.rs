@@ -83,11 +83,7 @@ pub fn classify(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         Output::Text => print!("{}", report.to_text()),
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
-    Ok(if report.verdict.primary == Class::None {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_BOTTLENECK_FOUND)
-    })
+    Ok(if report.verdict.primary == Class::None { ExitCode::SUCCESS } else { ExitCode::from(EXIT_BOTTLENECK_FOUND) })
 }
 
 /// The cgroup to measure, and the process it was found from, if any.
@@ -119,19 +115,11 @@ fn resolve_target(
                 engine.layout().identity_root().display()
             )
         })?;
-        return Ok(Target {
-            id,
-            cgroup: process.cgroup.clone(),
-            process: Some(process),
-        });
+        return Ok(Target { id, cgroup: process.cgroup.clone(), process: Some(process) });
     }
     let (namespace, name) = pod.context("give --pid or --pod")?;
     let (id, cgroup) = engine.pod_cgroup(namespace, name)?;
-    Ok(Target {
-        id,
-        cgroup,
-        process: None,
-    })
+    Ok(Target { id, cgroup, process: None })
 }
 
 /// Finds where this process's cgroup namespace is rooted in the identifying
@@ -158,10 +146,8 @@ fn namespace_root(engine: &Engine) -> anyhow::Result<NamespaceRoot> {
 fn host_pid_in_pod(engine: &mut Engine, namespace: &str, name: &str, inner: u32) -> anyhow::Result<u32> {
     let (_, pod_cgroup) = engine.pod_cgroup(namespace, name)?;
     let dir = engine.layout().identity_root().join(pod_cgroup.trim_start_matches('/'));
-    let matches: Vec<u32> = members::pids_below(&dir)
-        .into_iter()
-        .filter(|&pid| members::innermost_pid(pid) == Some(inner))
-        .collect();
+    let matches: Vec<u32> =
+        members::pids_below(&dir).into_iter().filter(|&pid| members::innermost_pid(pid) == Some(inner)).collect();
     match matches.as_slice() {
         [pid] => Ok(*pid),
         [] => bail!("no process of pod {namespace}/{name} has pid {inner} in its container's pid namespace"),
@@ -193,12 +179,7 @@ fn process_info(pid: u32, cgroups: &ProcessCgroups, hierarchy: Hierarchy) -> any
             .clone()
             .with_context(|| format!("pid {pid} has no cgroup of the v1 cpu controller in /proc/{pid}/cgroup"))?,
     };
-    let command = fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|comm| comm.trim().to_owned())
-        .unwrap_or_default();
-    Ok(ProcessInfo {
-        pid,
-        command,
-        cgroup,
-    })
+    let command =
+        fs::read_to_string(format!("/proc/{pid}/comm")).map(|comm| comm.trim().to_owned()).unwrap_or_default();
+    Ok(ProcessInfo { pid, command, cgroup })
 }

@@ -198,10 +198,7 @@ impl EngineArgs {
         if self.dns_timeout.is_zero() {
             anyhow::bail!("invalid --dns-timeout 0: expected a positive duration such as 5s");
         }
-        let mut dns_ports = DnsConfig {
-            port_count: self.dns_ports.len() as u32,
-            ..DnsConfig::default()
-        };
+        let mut dns_ports = DnsConfig { port_count: self.dns_ports.len() as u32, ..DnsConfig::default() };
         dns_ports.ports[..self.dns_ports.len()].copy_from_slice(&self.dns_ports);
         if self.tick.is_zero() {
             anyhow::bail!("invalid --tick 0: expected a positive duration such as 1s");
@@ -239,10 +236,7 @@ impl EngineArgs {
                 container_log_dir: Some(self.container_log_dir.clone()).filter(|dir| !dir.as_os_str().is_empty()),
             },
             dns_ports,
-            network: NetworkConfig {
-                dns_timeout: self.dns_timeout,
-                max_destinations: self.max_destinations,
-            },
+            network: NetworkConfig { dns_timeout: self.dns_timeout, max_destinations: self.max_destinations },
         })
     }
 }
@@ -251,9 +245,7 @@ impl EngineArgs {
 /// seconds (`1.5`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|character: char| !(character.is_ascii_digit() || character == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|character: char| !(character.is_ascii_digit() || character == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()

@@ -18,17 +18,13 @@ const FLAG: &str = "--config";
 /// `is_known(subcommand, name)` returns whether a setting name is a long
 /// flag of that subcommand.
 pub fn expand_args(args: Vec<OsString>, is_known: impl Fn(&str, &str) -> bool) -> anyhow::Result<Vec<OsString>> {
-    let Some(position) = args.iter().position(|arg| arg == FLAG || arg.to_string_lossy().starts_with("--config=")) else {
+    let Some(position) = args.iter().position(|arg| arg == FLAG || arg.to_string_lossy().starts_with("--config="))
+    else {
         return Ok(args);
     };
     let (path, consumed) = match args[position].to_string_lossy().strip_prefix("--config=") {
         Some(path) => (OsString::from(path), 1),
-        None => (
-            args.get(position + 1)
-                .cloned()
-                .with_context(|| format!("{FLAG} needs a file path"))?,
-            2,
-        ),
+        None => (args.get(position + 1).cloned().with_context(|| format!("{FLAG} needs a file path"))?, 2),
     };
     let settings = read_settings(Path::new(&path))?;
     let subcommand = args.get(1).map(|arg| arg.to_string_lossy().into_owned()).unwrap_or_default();
@@ -94,10 +90,7 @@ mod tests {
 
         assert_eq!(
             settings,
-            vec![
-                ("window".to_owned(), "30s".to_owned()),
-                ("runqueue-wait-share".to_owned(), "0.2".to_owned())
-            ]
+            vec![("window".to_owned(), "30s".to_owned()), ("runqueue-wait-share".to_owned(), "0.2".to_owned())]
         );
     }
 
@@ -128,10 +121,8 @@ mod tests {
     fn unknown_setting_is_rejected() {
         let file = std::env::temp_dir().join(format!("chokepoint-config-bad-{}.conf", std::process::id()));
         fs::write(&file, "windw = 10s\n").unwrap();
-        let args: Vec<OsString> = ["agent", "run", "--config", file.to_str().unwrap()]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let args: Vec<OsString> =
+            ["agent", "run", "--config", file.to_str().unwrap()].iter().map(OsString::from).collect();
 
         let error = expand_args(args, |_, name| name == "window").unwrap_err();
 

@@ -12,10 +12,10 @@ use std::{borrow::Cow, fmt::Error as FmtError};
 
 use agent_common::histogram::{LatencyHistogram, SLOTS, slot_upper_bound_ns};
 use prometheus_client::{
+    collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::{Registry, Unit},
-    collector::Collector,
 };
 
 use crate::{
@@ -68,11 +68,7 @@ pub fn escape_label_value(value: &str) -> Cow<'_, str> {
 
 impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), FmtError> {
-        let snapshot = self
-            .snapshot
-            .read()
-            .map(|guard| guard.clone())
-            .map_err(|_| FmtError)?;
+        let snapshot = self.snapshot.read().map(|guard| guard.clone()).map_err(|_| FmtError)?;
         encode_groups(&mut encoder, &snapshot.groups, &self.node)?;
         network::encode_dns(&mut encoder, &snapshot.groups, &self.node)?;
         network::encode_connect(&mut encoder, &snapshot.groups, &self.node)?;
@@ -86,9 +82,8 @@ impl Collector for Exporter {
 /// as absent, outside pods or while a name is unknown), and the path.
 fn group_labels<'a>(group: &'a GroupReport, node: &'a str) -> Labels<'a> {
     let identity = group.identity.as_ref();
-    let name = |value: Option<&'a Option<String>>| {
-        escape_label_value(value.and_then(Option::as_deref).unwrap_or_default())
-    };
+    let name =
+        |value: Option<&'a Option<String>>| escape_label_value(value.and_then(Option::as_deref).unwrap_or_default());
     vec![
         ("node", escape_label_value(node)),
         ("namespace", name(identity.map(|identity| &identity.namespace))),
@@ -109,9 +104,7 @@ fn encode_groups(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: 
         for group in groups {
             let labels = group_labels(group, node);
             let (sum, count, buckets) = exported_histogram(&group.runqueue_total);
-            metric
-                .encode_family(&labels)?
-                .encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
+            metric.encode_family(&labels)?.encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
         }
     }
     {
@@ -206,9 +199,21 @@ fn encode_evidence(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node
         }
     }
     let p99s: [(&str, &str, EvidenceP99); 3] = [
-        ("runqueue_latency_p99", "p99 run-queue wait over the classification window, from the log2 histogram (up to 2x coarse).", |evidence| evidence.runqueue_p99_seconds),
-        ("dns_latency_p99", "p99 DNS query-to-answer latency over the classification window, from the log2 histogram (up to 2x coarse).", |evidence| evidence.dns.p99_seconds),
-        ("tcp_connect_latency_p99", "p99 TCP connect latency (SYN to established) over the classification window, from the log2 histogram (up to 2x coarse).", |evidence| evidence.connect.p99_seconds),
+        (
+            "runqueue_latency_p99",
+            "p99 run-queue wait over the classification window, from the log2 histogram (up to 2x coarse).",
+            |evidence| evidence.runqueue_p99_seconds,
+        ),
+        (
+            "dns_latency_p99",
+            "p99 DNS query-to-answer latency over the classification window, from the log2 histogram (up to 2x coarse).",
+            |evidence| evidence.dns.p99_seconds,
+        ),
+        (
+            "tcp_connect_latency_p99",
+            "p99 TCP connect latency (SYN to established) over the classification window, from the log2 histogram (up to 2x coarse).",
+            |evidence| evidence.connect.p99_seconds,
+        ),
     ];
     for (name, help, p99) in p99s {
         let mut metric = encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Gauge)?;
@@ -244,7 +249,10 @@ fn encode_classes(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node:
     )?;
     encode_class_gauge(
         encoder,
-        ("bottleneck_primary", "1 for the cgroup's primary bottleneck class (the one costing the largest share of its time), else 0."),
+        (
+            "bottleneck_primary",
+            "1 for the cgroup's primary bottleneck class (the one costing the largest share of its time), else 0.",
+        ),
         groups,
         node,
         |verdict, class| verdict.primary == class,
@@ -426,9 +434,12 @@ mod tests {
 
     impl Collector for FixedHistogram {
         fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), FmtError> {
-            encoder
-                .encode_descriptor("h", "test", None, MetricType::Histogram)?
-                .encode_histogram::<Labels<'_>>(self.sum, self.count, &self.buckets, None)
+            encoder.encode_descriptor("h", "test", None, MetricType::Histogram)?.encode_histogram::<Labels<'_>>(
+                self.sum,
+                self.count,
+                &self.buckets,
+                None,
+            )
         }
     }
 }

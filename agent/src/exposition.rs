@@ -74,9 +74,7 @@ g 1
 
     #[test]
     fn accept_negotiation() {
-        assert!(wants_openmetrics(Some(
-            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
-        )));
+        assert!(wants_openmetrics(Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")));
         assert!(!wants_openmetrics(Some("*/*")));
         assert!(!wants_openmetrics(None));
     }

@@ -74,8 +74,9 @@ pub async fn serve(listener: TcpListener, server: Server) -> anyhow::Result<()> 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9464";
 
 pub fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
-    text.parse()
-        .map_err(|error| anyhow::anyhow!("invalid listen address {text:?}: {error}; expected HOST:PORT such as 127.0.0.1:9464"))
+    text.parse().map_err(|error| {
+        anyhow::anyhow!("invalid listen address {text:?}: {error}; expected HOST:PORT such as 127.0.0.1:9464")
+    })
 }
 
 fn route(server: &Server, request: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -109,9 +110,7 @@ fn metrics(server: &Server, openmetrics: bool) -> Response<Full<Bytes>> {
         (exposition::to_prometheus_text(&body), exposition::PROMETHEUS_TEXT_CONTENT_TYPE)
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     response
 }
 
@@ -130,8 +129,6 @@ fn health(server: &Server) -> Response<Full<Bytes>> {
 fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(text.to_owned())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }

@@ -32,10 +32,7 @@ pub enum BtfError {
         "cannot read kernel BTF at {path}: {source}; the kernel needs CONFIG_DEBUG_INFO_BTF=y, \
          or pass a BTF file for this kernel with --btf"
     )]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("invalid BTF data: {0}")]
     Invalid(&'static str),
     #[error("kernel BTF has no struct {0}")]
@@ -102,10 +99,7 @@ impl KernelBtf {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        let data = fs::read(path).map_err(|source| BtfError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let data = fs::read(path).map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
         Self::parse(&data)
     }
 
@@ -119,12 +113,8 @@ impl KernelBtf {
         let type_end = type_start + reader.u32(12)? as usize;
         let string_start = header_len + reader.u32(16)? as usize;
         let string_end = string_start + reader.u32(20)? as usize;
-        let strings = data
-            .get(string_start..string_end)
-            .ok_or(BtfError::Invalid("string section out of bounds"))?;
-        let type_data = data
-            .get(type_start..type_end)
-            .ok_or(BtfError::Invalid("type section out of bounds"))?;
+        let strings = data.get(string_start..string_end).ok_or(BtfError::Invalid("string section out of bounds"))?;
+        let type_data = data.get(type_start..type_end).ok_or(BtfError::Invalid("type section out of bounds"))?;
 
         let mut btf = KernelBtf {
             types: vec![Type::Other],
@@ -156,11 +146,8 @@ impl KernelBtf {
                     for index in 0..vlen {
                         let base = offset + index * 12;
                         let raw_offset = reader.u32(base + 8)?;
-                        let (bit_offset, bitfield_size) = if kind_flag {
-                            (raw_offset & 0x00ff_ffff, raw_offset >> 24)
-                        } else {
-                            (raw_offset, 0)
-                        };
+                        let (bit_offset, bitfield_size) =
+                            if kind_flag { (raw_offset & 0x00ff_ffff, raw_offset >> 24) } else { (raw_offset, 0) };
                         members.push(Member {
                             name: string_at(strings, reader.u32(base)?)?.to_owned(),
                             type_id: reader.u32(base + 4)?,
@@ -169,9 +156,7 @@ impl KernelBtf {
                         });
                     }
                     if kind == KIND_STRUCT && !name.is_empty() {
-                        self.structs_by_name
-                            .entry(name.to_owned())
-                            .or_insert(self.types.len() as u32);
+                        self.structs_by_name.entry(name.to_owned()).or_insert(self.types.len() as u32);
                     }
                     (Type::Composite { members }, vlen * 12)
                 }
@@ -191,8 +176,7 @@ impl KernelBtf {
                 KIND_DECL_TAG => (Type::Other, 4),
                 KIND_TYPEDEF => {
                     if let Some(tracepoint) = name.strip_prefix(TRACEPOINT_TYPEDEF_PREFIX) {
-                        self.tracepoints_by_name
-                            .insert(tracepoint.to_owned(), self.types.len() as u32);
+                        self.tracepoints_by_name.insert(tracepoint.to_owned(), self.types.len() as u32);
                     }
                     (Type::Reference { type_id: size_or_type }, 0)
                 }
@@ -200,7 +184,7 @@ impl KernelBtf {
                 // type whose size they share, as a typedef does.
                 9..=11 | 18 => (Type::Reference { type_id: size_or_type }, 0),
                 16 => (Type::Sized { size: size_or_type }, 0), // float
-                7 | 12 => (Type::Other, 0),                     // forward declaration, function
+                7 | 12 => (Type::Other, 0),                    // forward declaration, function
                 _ => return Err(BtfError::Invalid("unknown type kind")),
             };
             offset += extra;
@@ -212,15 +196,10 @@ impl KernelBtf {
     /// Finds `member` in `struct structure`, looking inside anonymous
     /// structs and unions, which the kernel uses in `task_struct`.
     pub fn member_offset(&self, structure: &str, member: &str) -> Result<MemberOffset, BtfError> {
-        let type_id = *self
-            .structs_by_name
-            .get(structure)
-            .ok_or_else(|| BtfError::StructNotFound(structure.to_owned()))?;
+        let type_id =
+            *self.structs_by_name.get(structure).ok_or_else(|| BtfError::StructNotFound(structure.to_owned()))?;
         self.find_member(type_id, member, 0)
-            .ok_or_else(|| BtfError::MemberNotFound {
-                structure: structure.to_owned(),
-                member: member.to_owned(),
-            })
+            .ok_or_else(|| BtfError::MemberNotFound { structure: structure.to_owned(), member: member.to_owned() })
     }
 
     fn find_member(&self, type_id: u32, member: &str, base_bits: u32) -> Option<MemberOffset> {
@@ -268,10 +247,7 @@ impl KernelBtf {
 
     /// Returns the value of a C enumerator, such as `cpu_cgrp_id`.
     pub fn enumerator(&self, name: &str) -> Result<i64, BtfError> {
-        self.enumerators
-            .get(name)
-            .copied()
-            .ok_or_else(|| BtfError::EnumeratorNotFound(name.to_owned()))
+        self.enumerators.get(name).copied().ok_or_else(|| BtfError::EnumeratorNotFound(name.to_owned()))
     }
 
     /// Returns how many arguments a raw tracepoint passes to BPF programs:
@@ -291,9 +267,7 @@ impl KernelBtf {
 }
 
 fn string_at(strings: &[u8], offset: u32) -> Result<&str, BtfError> {
-    let tail = strings
-        .get(offset as usize..)
-        .ok_or(BtfError::Invalid("string offset out of bounds"))?;
+    let tail = strings.get(offset as usize..).ok_or(BtfError::Invalid("string offset out of bounds"))?;
     let end = tail.iter().position(|&byte| byte == 0).unwrap_or(tail.len());
     std::str::from_utf8(&tail[..end]).map_err(|_| BtfError::Invalid("string is not UTF-8"))
 }
@@ -337,20 +311,7 @@ mod tests {
         push(&[name("int"), KIND_INT << 24, 4, 32]);
         push(&[0, 2 << 24, 1]);
         push(&[0, KIND_STRUCT << 24 | 1, 4, name("inner"), 1, 0]);
-        push(&[
-            name("outer"),
-            KIND_STRUCT << 24 | 3,
-            24,
-            name("a"),
-            1,
-            0,
-            0,
-            3,
-            64,
-            name("p"),
-            2,
-            128,
-        ]);
+        push(&[name("outer"), KIND_STRUCT << 24 | 3, 24, name("a"), 1, 0, 0, 3, 64, name("p"), 2, 128]);
         push(&[name("colour"), KIND_ENUM << 24 | 2, 4, name("red"), 0, name("blue"), 7]);
         push(&[0, KIND_FUNC_PROTO << 24 | 3, 0, 0, 2, 0, 2, 0, 2]);
         push(&[0, 2 << 24, 6]);

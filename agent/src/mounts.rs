@@ -34,14 +34,6 @@ fn mount(source: &str, target: &str, fs_type: &str) -> std::io::Result<()> {
     let (source, target, fs_type) = (to_c(source)?, to_c(target)?, to_c(fs_type)?);
     // SAFETY: every pointer is a valid NUL-terminated string that outlives
     // the call, and data may be null.
-    let result = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fs_type.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let result = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fs_type.as_ptr(), 0, std::ptr::null()) };
     if result == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }

@@ -180,7 +180,12 @@ impl ClassifyReport {
         let _ = writeln!(text, "  DNS             {}", dns_line(&self.dns));
         let _ = writeln!(text, "  TCP connect     {}", connect_line(&self.connect));
         for finding in self.verdict.findings.iter().skip(1) {
-            let _ = writeln!(text, "  also holds      {} ({:.0}% of runnable time)", finding.class, finding.cost_share * 100.0);
+            let _ = writeln!(
+                text,
+                "  also holds      {} ({:.0}% of runnable time)",
+                finding.class,
+                finding.cost_share * 100.0
+            );
         }
         if !self.advice.is_empty() {
             let _ = writeln!(text);
@@ -203,12 +208,9 @@ impl ClassifyReport {
     }
 
     fn cpu_line(&self) -> String {
-        let used = self
-            .cpu_used_cores
-            .map_or_else(|| "unknown".to_owned(), |cores| format!("{cores:.2} cores"));
-        let limit = self
-            .cpu_limit_cores
-            .map_or_else(|| "no CPU limit".to_owned(), |cores| format!("limit {cores:.2} cores"));
+        let used = self.cpu_used_cores.map_or_else(|| "unknown".to_owned(), |cores| format!("{cores:.2} cores"));
+        let limit =
+            self.cpu_limit_cores.map_or_else(|| "no CPU limit".to_owned(), |cores| format!("limit {cores:.2} cores"));
         format!("{used} ({limit}; {} CPUs on the node)", self.node_cores)
     }
 }

@@ -29,10 +29,7 @@ impl Agent {
             .stdin(Stdio::null())
             .spawn()
             .expect("starting the agent");
-        let agent = Self {
-            child: Some(child),
-            address,
-        };
+        let agent = Self { child: Some(child), address };
         agent.wait_healthy(Duration::from_secs(30));
         agent
     }

@@ -2,12 +2,7 @@
 //! sysctl set for the length of a test. Each is undone on drop, also when
 //! the test fails.
 
-use std::{
-    fs,
-    os::unix::fs::MetadataExt as _,
-    path::PathBuf,
-    process::Command,
-};
+use std::{fs, os::unix::fs::MetadataExt as _, path::PathBuf, process::Command};
 
 /// A loop device over a sparse file in a temporary directory; detached and
 /// the file removed on drop.
@@ -41,11 +36,7 @@ impl LoopDevice {
         let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
         let rdev = fs::metadata(&path).expect("stat of the loop device").rdev();
         let device = format!("{}:{}", libc::major(rdev), libc::minor(rdev));
-        Self {
-            path,
-            device,
-            backing_dir,
-        }
+        Self { path, device, backing_dir }
     }
 
     /// Returns the kernel's name of the device (`loop3`).
@@ -82,10 +73,7 @@ impl Sysctl {
         let path = PathBuf::from("/proc/sys").join(name.replace('.', "/"));
         let previous = fs::read_to_string(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
         crate::cgroups::write(&path, value);
-        Self {
-            path,
-            previous: previous.trim().to_owned(),
-        }
+        Self { path, previous: previous.trim().to_owned() }
     }
 }
 

@@ -89,11 +89,7 @@ impl TestCgroup {
 
     fn create(name: &str, cpu_controller: bool, blkio_controller: bool) -> Self {
         let (v2_root, v1_cpu_root) = hierarchy_roots();
-        let unique = format!(
-            "chokepoint-test-{}-{}-{name}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let unique = format!("chokepoint-test-{}-{}-{name}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let v2_dir = v2_root.join(&unique);
         fs::create_dir(&v2_dir).unwrap_or_else(|error| panic!("creating {}: {error}", v2_dir.display()));
         let v1_cpu_dir = v1_cpu_root.filter(|_| cpu_controller).map(|root| root.join(&unique));
@@ -104,12 +100,7 @@ impl TestCgroup {
         if let Some(dir) = &v1_blkio_dir {
             fs::create_dir(dir).unwrap_or_else(|error| panic!("creating {}: {error}", dir.display()));
         }
-        Self {
-            relative: format!("/{unique}"),
-            v2_dir,
-            v1_cpu_dir,
-            v1_blkio_dir,
-        }
+        Self { relative: format!("/{unique}"), v2_dir, v1_cpu_dir, v1_blkio_dir }
     }
 
     /// Sets a CFS quota of `quota_us` per `period_us`, in the v1 `cpu`

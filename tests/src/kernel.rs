@@ -42,7 +42,9 @@ pub fn measure_plausible<T>(what: &str, threads: usize, mut measure: impl FnMut(
             elapsed.as_secs_f64()
         );
     }
-    panic!("the kernel reported impossible {what} in {WINDOW_ATTEMPTS} windows; its accounting cannot be a reference here")
+    panic!(
+        "the kernel reported impossible {what} in {WINDOW_ATTEMPTS} windows; its accounting cannot be a reference here"
+    )
 }
 
 /// Relative difference `|measured - reference| / reference`.
@@ -59,11 +61,7 @@ pub fn blkio_delay_seconds(pid: u32) -> f64 {
     // The command name (field 2) may contain spaces; fields after it
     // start at field 3.
     let after_command = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = after_command
-        .split_whitespace()
-        .nth(42 - 3)
-        .and_then(|field| field.parse().ok())
-        .unwrap_or(0);
+    let ticks: u64 = after_command.split_whitespace().nth(42 - 3).and_then(|field| field.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
     ticks as f64 / hz as f64
@@ -71,7 +69,8 @@ pub fn blkio_delay_seconds(pid: u32) -> f64 {
 
 /// Reads the key-value lines of a cgroup's `cpu.stat`.
 pub fn cpu_stat(dir: &Path) -> HashMap<String, u64> {
-    let text = fs::read_to_string(dir.join("cpu.stat")).unwrap_or_else(|error| panic!("reading cpu.stat in {}: {error}", dir.display()));
+    let text = fs::read_to_string(dir.join("cpu.stat"))
+        .unwrap_or_else(|error| panic!("reading cpu.stat in {}: {error}", dir.display()));
     text.lines()
         .filter_map(|line| {
             let (key, value) = line.split_once(' ')?;

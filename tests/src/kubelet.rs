@@ -78,9 +78,7 @@ impl KubeletNode {
         fs::create_dir_all(&folder).expect("creating a pod log folder");
         let log = folder.join("0.log");
         fs::write(&log, b"").expect("writing a log file");
-        let link = self
-            .container_log_dir
-            .join(format!("{pod}_{namespace}_{container}-{container_id}.log"));
+        let link = self.container_log_dir.join(format!("{pod}_{namespace}_{container}-{container_id}.log"));
         symlink(&log, link).expect("creating a container log link");
     }
 
@@ -102,7 +100,13 @@ impl KubeletNode {
     /// CFS quota on the container: in the v1 `cpu` hierarchy at the same
     /// path on hybrid hosts, as kubelet lays it out, or in `cpu.max` on
     /// pure v2 hosts.
-    pub fn add_limited_container(&mut self, relative: &str, args: &[&str], quota_us: u64, period_us: u64) -> PlacedContainer {
+    pub fn add_limited_container(
+        &mut self,
+        relative: &str,
+        args: &[&str],
+        quota_us: u64,
+        period_us: u64,
+    ) -> PlacedContainer {
         let cgroup = format!("{}{relative}", self.parent);
         self.make_cgroup(&cgroup);
         let mut procs = vec![self.v2_root.join(cgroup.trim_start_matches('/')).join("cgroup.procs")];

@@ -22,10 +22,7 @@ impl Scrape {
             .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
             .filter_map(parse_sample)
             .collect();
-        Self {
-            text: text.to_owned(),
-            samples,
-        }
+        Self { text: text.to_owned(), samples }
     }
 
     /// Value of the one sample named `name` whose labels include every
@@ -33,19 +30,14 @@ impl Scrape {
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut matching = self.matching(name, labels);
         let first = matching.next()?;
-        assert!(
-            matching.next().is_none(),
-            "more than one {name} sample matches {labels:?}"
-        );
+        assert!(matching.next().is_none(), "more than one {name} sample matches {labels:?}");
         Some(first.value)
     }
 
     pub fn matching<'a>(&'a self, name: &'a str, labels: &'a [(&str, &str)]) -> impl Iterator<Item = &'a Sample> {
         self.samples.iter().filter(move |sample| {
             sample.name == name
-                && labels
-                    .iter()
-                    .all(|(key, value)| sample.labels.get(*key).map(String::as_str) == Some(*value))
+                && labels.iter().all(|(key, value)| sample.labels.get(*key).map(String::as_str) == Some(*value))
         })
     }
 }
@@ -61,11 +53,7 @@ fn parse_sample(line: &str) -> Option<Sample> {
         Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}')?)),
         None => (series, BTreeMap::new()),
     };
-    Some(Sample {
-        name: name.to_owned(),
-        labels,
-        value,
-    })
+    Some(Sample { name: name.to_owned(), labels, value })
 }
 
 /// Parses `a="1",b="x\"y"` (label values may hold escaped quotes).

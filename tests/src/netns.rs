@@ -30,11 +30,8 @@ impl NetNs {
     pub fn new() -> Self {
         let name = format!("chokepoint-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         run(Command::new("ip").args(["netns", "add", &name]));
-        let netns = Self {
-            etc_dir: PathBuf::from("/etc/netns").join(&name),
-            scratch: std::env::temp_dir().join(&name),
-            name,
-        };
+        let netns =
+            Self { etc_dir: PathBuf::from("/etc/netns").join(&name), scratch: std::env::temp_dir().join(&name), name };
         run(Command::new("ip").args(["-n", &netns.name, "link", "set", "lo", "up"]));
         fs::create_dir_all(&netns.scratch).expect("creating the scratch directory");
         netns
@@ -122,12 +119,9 @@ pub fn parse_results(lines: &[String]) -> Vec<Timed> {
             let mut fields = line.split(' ');
             let target = fields.next().unwrap_or_default().to_owned();
             let outcome = fields.next().unwrap_or_default().to_owned();
-            let nanoseconds: f64 = fields.next().and_then(|text| text.parse().ok()).unwrap_or_else(|| panic!("bad result line {line:?}"));
-            Timed {
-                target,
-                outcome,
-                seconds: nanoseconds / 1e9,
-            }
+            let nanoseconds: f64 =
+                fields.next().and_then(|text| text.parse().ok()).unwrap_or_else(|| panic!("bad result line {line:?}"));
+            Timed { target, outcome, seconds: nanoseconds / 1e9 }
         })
         .collect()
 }

@@ -17,11 +17,7 @@ impl RunqlatHistogram {
             .args(["-p", &pid.to_string(), &seconds.to_string(), "1"])
             .output()
             .expect("running runqlat (Debian package libbpf-tools)");
-        assert!(
-            output.status.success(),
-            "runqlat failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "runqlat failed: {}", String::from_utf8_lossy(&output.stderr));
         Self::parse(&String::from_utf8_lossy(&output.stdout))
     }
 
@@ -47,11 +43,8 @@ impl RunqlatHistogram {
     /// an estimate within the bucket width.
     pub fn mean_seconds(&self) -> Option<f64> {
         let count = self.count();
-        let total_us: f64 = self
-            .buckets
-            .iter()
-            .map(|&(low, high, count)| (low + high) as f64 / 2.0 * count as f64)
-            .sum();
+        let total_us: f64 =
+            self.buckets.iter().map(|&(low, high, count)| (low + high) as f64 / 2.0 * count as f64).sum();
         (count > 0).then(|| total_us / count as f64 / 1e6)
     }
 }

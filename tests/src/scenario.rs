@@ -4,11 +4,7 @@
 //! A scenario is data, so a new one is a few lines in
 //! `tests/scenarios.rs`.
 
-use std::{
-    process::Command,
-    thread,
-    time::Duration,
-};
+use std::{process::Command, thread, time::Duration};
 
 use crate::{Agent, TestCgroup, Workload, binary, block::LoopDevice, netns::NetNs};
 
@@ -59,23 +55,11 @@ pub struct Group {
 
 impl Group {
     pub const fn new(name: &'static str, workload: &'static [&'static str], expect: Expect) -> Self {
-        Self {
-            name,
-            load: Load::Workload(workload),
-            cpu_quota: None,
-            write_bps: None,
-            expect,
-        }
+        Self { name, load: Load::Workload(workload), cpu_quota: None, write_bps: None, expect }
     }
 
     pub const fn command(name: &'static str, command: fn(&Fixtures) -> Command, expect: Expect) -> Self {
-        Self {
-            name,
-            load: Load::Command(command),
-            cpu_quota: None,
-            write_bps: None,
-            expect,
-        }
+        Self { name, load: Load::Command(command), cpu_quota: None, write_bps: None, expect }
     }
 
     pub const fn with_quota(mut self, quota_us: u64, period_us: u64) -> Self {
@@ -143,7 +127,10 @@ impl Scenario<'_> {
                     .unwrap_or_default();
                 let expected = cgroups[self.index_of(neighbour)].relative.as_str();
                 if !named.contains(&expected) {
-                    failures.push(format!("{}: classify named neighbours {named:?}, expected {expected} among them", group.name));
+                    failures.push(format!(
+                        "{}: classify named neighbours {named:?}, expected {expected} among them",
+                        group.name
+                    ));
                 }
             }
         }
@@ -192,10 +179,7 @@ fn classify(pid: u32) -> serde_json::Value {
         .output()
         .expect("running agent classify");
     serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!(
-            "classify --pid {pid} printed no JSON ({error}): {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
+        panic!("classify --pid {pid} printed no JSON ({error}): {}", String::from_utf8_lossy(&output.stderr))
     })
 }
 

@@ -33,9 +33,7 @@ fn value(scrape: &Scrape, name: &str, cgroup: &str) -> f64 {
 }
 
 fn device_value(scrape: &Scrape, name: &str, cgroup: &str, device: &LoopDevice) -> f64 {
-    scrape
-        .value(name, &[("cgroup", cgroup), ("device", &device.device)])
-        .unwrap_or(0.0)
+    scrape.value(name, &[("cgroup", cgroup), ("device", &device.device)]).unwrap_or(0.0)
 }
 
 fn dd(cgroup: &TestCgroup, device: &LoopDevice, args: &[&str]) -> Workload {
@@ -63,11 +61,7 @@ struct Reading {
 fn stopped_reading(agent: &Agent, writer: &Workload) -> Reading {
     let _stopped = writer.stopped();
     thread::sleep(SETTLE);
-    Reading {
-        scrape: agent.scrape(),
-        blkio_delay: kernel::blkio_delay_seconds(writer.pid()),
-        at: Instant::now(),
-    }
+    Reading { scrape: agent.scrape(), blkio_delay: kernel::blkio_delay_seconds(writer.pid()), at: Instant::now() }
 }
 
 /// Busy threads keep every CPU taken and the writer's group is idle (see
@@ -107,9 +101,12 @@ fn iowait_matches_delay_accounting() {
         ((start, end), reference, elapsed)
     });
 
-    let delta = |name: &str, cgroup: &TestCgroup| value(&end.scrape, name, &cgroup.relative) - value(&start.scrape, name, &cgroup.relative);
+    let delta = |name: &str, cgroup: &TestCgroup| {
+        value(&end.scrape, name, &cgroup.relative) - value(&start.scrape, name, &cgroup.relative)
+    };
     let device_delta = |name: &str| {
-        device_value(&end.scrape, name, &writer.relative, &device) - device_value(&start.scrape, name, &writer.relative, &device)
+        device_value(&end.scrape, name, &writer.relative, &device)
+            - device_value(&start.scrape, name, &writer.relative, &device)
     };
     let agent_wait = delta(IOWAIT, &writer);
     let kernel_wait = end.blkio_delay - start.blkio_delay;
@@ -137,7 +134,10 @@ fn iowait_matches_delay_accounting() {
     assert!(requests > 0.0, "no block requests attributed to the writer on {}", device.name());
     // The limit delays writes before they become requests, so the device
     // is fast while the task waits long.
-    assert!(mean_request < mean_wait / 10.0, "request latency {mean_request} s is not far below the wait {mean_wait} s");
+    assert!(
+        mean_request < mean_wait / 10.0,
+        "request latency {mean_request} s is not far below the wait {mean_wait} s"
+    );
     drop(busy_load);
 }
 

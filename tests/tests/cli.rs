@@ -1,10 +1,6 @@
 //! The agent's command line and HTTP surface: classify, errors, shutdown.
 
-use std::{
-    process::Command,
-    thread,
-    time::Duration,
-};
+use std::{process::Command, thread, time::Duration};
 
 use integration_tests::{Agent, TestCgroup, Workload, binary, require_root};
 
@@ -112,10 +108,7 @@ fn program_ids(name: &str) -> Vec<u64> {
     programs
         .as_array()
         .map(|list| {
-            list.iter()
-                .filter(|program| program["name"] == name)
-                .filter_map(|program| program["id"].as_u64())
-                .collect()
+            list.iter().filter(|program| program["name"] == name).filter_map(|program| program["id"].as_u64()).collect()
         })
         .unwrap_or_default()
 }

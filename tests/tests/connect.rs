@@ -3,11 +3,7 @@
 //! their own cgroups, and the agent's outcomes and latencies against the
 //! clients' own timing of the same connects.
 
-use std::{
-    path::PathBuf,
-    thread,
-    time::Duration,
-};
+use std::{path::PathBuf, thread, time::Duration};
 
 use integration_tests::{
     Agent, NetNs, Scrape, TestCgroup, Workload, binary,
@@ -79,10 +75,30 @@ fn connect_outcomes_and_latency_per_destination() {
     let (_backlog, backlog_pid) = start_listener(&netns, &servers, "backlog", FULL_BACKLOG);
     let agent = Agent::start(&[]);
 
-    let fast = finish(start_client(&netns, &fast_group, "fast.out", "connect", &[
-        "0", FAST_V4, FAST_V4, FAST_V4, FAST_V4, FAST_V4, FAST_V6, FAST_V6, FAST_V6, FAST_V4_MAPPED, FAST_V4_MAPPED,
-        CLOSED_V4, CLOSED_V4, CLOSED_V4, CLOSED_V6, CLOSED_V6,
-    ]));
+    let fast = finish(start_client(
+        &netns,
+        &fast_group,
+        "fast.out",
+        "connect",
+        &[
+            "0",
+            FAST_V4,
+            FAST_V4,
+            FAST_V4,
+            FAST_V4,
+            FAST_V4,
+            FAST_V6,
+            FAST_V6,
+            FAST_V6,
+            FAST_V4_MAPPED,
+            FAST_V4_MAPPED,
+            CLOSED_V4,
+            CLOSED_V4,
+            CLOSED_V4,
+            CLOSED_V6,
+            CLOSED_V6,
+        ],
+    ));
     // The accept queue is full, so the first SYN is dropped. Making room
     // 300 ms later lets the retransmitted SYN (about 1 s after the first)
     // through; that connection then fills the queue again.
@@ -95,15 +111,16 @@ fn connect_outcomes_and_latency_per_destination() {
     // about 3 s, instead of the default 127 s.
     let timed_out = finish(start_client(&netns, &slow_group, "timeout.out", "connect", &["1", FULL_BACKLOG]));
     let abandoned = finish(start_client(&netns, &abandon_group, "abandon.out", "nonblocking", &["200", FULL_BACKLOG]));
-    let nonblocking = finish(start_client(&netns, &abandon_group, "nonblocking.out", "nonblocking", &["1000", FAST_V4]));
+    let nonblocking =
+        finish(start_client(&netns, &abandon_group, "nonblocking.out", "nonblocking", &["1000", FAST_V4]));
     thread::sleep(Duration::from_millis(300));
     let scrape = agent.scrape();
 
     let slow_agent = latency(&scrape, &slow_group, FULL_BACKLOG, "sum");
     let slow_client_seconds = slow[0].seconds;
-    let fast_agent = latency(&scrape, &fast_group, FAST_V4, "sum")
-        + latency(&scrape, &fast_group, FAST_V6, "sum");
-    let fast_client: f64 = fast.iter().filter(|result| result.outcome == "established").map(|result| result.seconds).sum();
+    let fast_agent = latency(&scrape, &fast_group, FAST_V4, "sum") + latency(&scrape, &fast_group, FAST_V6, "sum");
+    let fast_client: f64 =
+        fast.iter().filter(|result| result.outcome == "established").map(|result| result.seconds).sum();
     eprintln!(
         "slow connect: agent {slow_agent:.4} s, client {slow_client_seconds:.4} s; \
          timed out after {:.3} s; fast connects: agent {fast_agent:.6} s, client {fast_client:.6} s over {} connects",
@@ -165,18 +182,20 @@ fn connect_destinations_fold_into_other() {
     let _fast_v6 = start_listener(&netns, &servers, "listen", FAST_V6);
     let agent = Agent::start(&["--max-destinations", "2"]);
 
-    let results = finish(start_client(&netns, &client_group, "many.out", "connect", &[
-        "0", FAST_V4, FAST_V6, CLOSED_V4, CLOSED_V6, FAST_V4,
-    ]));
+    let results = finish(start_client(
+        &netns,
+        &client_group,
+        "many.out",
+        "connect",
+        &["0", FAST_V4, FAST_V6, CLOSED_V4, CLOSED_V6, FAST_V4],
+    ));
     thread::sleep(Duration::from_millis(300));
     let scrape = agent.scrape();
 
     let labels = [("cgroup", client_group.relative.as_str())];
     let series: Vec<_> = scrape.matching("chokepoint_tcp_connects_total", &labels).collect();
-    let destinations: std::collections::BTreeSet<&str> = series
-        .iter()
-        .filter_map(|sample| sample.labels.get("destination").map(String::as_str))
-        .collect();
+    let destinations: std::collections::BTreeSet<&str> =
+        series.iter().filter_map(|sample| sample.labels.get("destination").map(String::as_str)).collect();
     let total: f64 = series.iter().map(|sample| sample.value).sum();
     let folded = scrape
         .value("chokepoint_tcp_connect_destinations_folded_total", &[("cgroup", &client_group.relative)])

@@ -2,11 +2,7 @@
 //! it made, clients in their own cgroups, and the agent's counts and
 //! latencies against the clients' own timing of the same queries.
 
-use std::{
-    path::PathBuf,
-    thread,
-    time::Duration,
-};
+use std::{path::PathBuf, thread, time::Duration};
 
 use integration_tests::{
     Agent, NetNs, Scrape, TestCgroup, Workload, binary,
@@ -55,12 +51,7 @@ impl SearchDomains {
         let server_group = TestCgroup::new("dns-server");
         let client_group = TestCgroup::new("resolver");
         let server = start_server(&netns, &server_group);
-        Self {
-            _server: server,
-            _server_group: server_group,
-            client_group,
-            netns,
-        }
+        Self { _server: server, _server_group: server_group, client_group, netns }
     }
 }
 
@@ -83,11 +74,7 @@ fn dns_value(scrape: &Scrape, name: &str, cgroup: &TestCgroup, extra: &[(&str, &
 }
 
 fn answered_seconds(results: &[Timed]) -> f64 {
-    results
-        .iter()
-        .filter(|result| result.outcome != "timeout")
-        .map(|result| result.seconds)
-        .sum()
+    results.iter().filter(|result| result.outcome != "timeout").map(|result| result.seconds).sum()
 }
 
 #[test]
@@ -103,15 +90,29 @@ fn dns_udp_and_tcp_match_client_timing() {
     let agent = Agent::start(&["--dns-timeout", "1s"]);
 
     let udp_queries = [
-        "ok-1.example/A", "ok-2.example/AAAA", "ok-3.example/A", "ok-4.example/AAAA", "ok-5.example/A",
-        "ok-6.example/A", "nx-1.example/A", "nx-2.example/AAAA", "nx-3.example/A", "nx-4.example/A",
-        "servfail-1.example/A", "servfail-2.example/A", "refused-1.example/A", "refused-2.example/AAAA",
-        "silent-1.example/A", "silent-2.example/A", "silent-3.example/AAAA",
+        "ok-1.example/A",
+        "ok-2.example/AAAA",
+        "ok-3.example/A",
+        "ok-4.example/AAAA",
+        "ok-5.example/A",
+        "ok-6.example/A",
+        "nx-1.example/A",
+        "nx-2.example/AAAA",
+        "nx-3.example/A",
+        "nx-4.example/A",
+        "servfail-1.example/A",
+        "servfail-2.example/A",
+        "refused-1.example/A",
+        "refused-2.example/AAAA",
+        "silent-1.example/A",
+        "silent-2.example/A",
+        "silent-3.example/AAAA",
     ];
     let mut udp_args = vec!["dns", "udp", SERVER, CLIENT_TIMEOUT_MS];
     udp_args.extend_from_slice(&udp_queries);
     let udp = run_client(&netns, &udp_group, "udp.out", &udp_args);
-    let tcp_queries = ["ok-1.example/A", "ok-2.example/AAAA", "ok-3.example/A", "ok-4.example/A", "nx-1.example/A", "nx-2.example/A"];
+    let tcp_queries =
+        ["ok-1.example/A", "ok-2.example/AAAA", "ok-3.example/A", "ok-4.example/A", "nx-1.example/A", "nx-2.example/A"];
     let mut tcp_args = vec!["dns", "tcp", SERVER, "2000"];
     tcp_args.extend_from_slice(&tcp_queries);
     let tcp = run_client(&netns, &tcp_group, "tcp.out", &tcp_args);
@@ -188,10 +189,12 @@ fn getaddrinfo_search_domains_show_as_nxdomain() {
     let scrape = agent.scrape();
 
     let value = |name: &str, extra: &[(&str, &str)]| dns_value(&scrape, name, client_group, extra);
-    let queries = value("chokepoint_dns_queries_total", &[("qtype", "A")]) + value("chokepoint_dns_queries_total", &[("qtype", "AAAA")]);
+    let queries = value("chokepoint_dns_queries_total", &[("qtype", "A")])
+        + value("chokepoint_dns_queries_total", &[("qtype", "AAAA")]);
     // The warm-up's two queries took one round, as long as each query of
     // the lookups; they barely move the mean.
-    let agent_mean = value("chokepoint_dns_latency_seconds_sum", &[]) / value("chokepoint_dns_latency_seconds_count", &[]);
+    let agent_mean =
+        value("chokepoint_dns_latency_seconds_sum", &[]) / value("chokepoint_dns_latency_seconds_count", &[]);
     let client_mean = lookups.iter().map(|lookup| lookup.seconds).sum::<f64>() / LOOKUPS as f64;
     // Each lookup is three rounds (two search domains, then the name
     // itself), and in each round glibc sends A and AAAA in parallel.
@@ -315,10 +318,10 @@ fn malformed_packets_counted_apart() {
     let _server = start_server(&netns, &server_group);
     let agent = Agent::start(&[]);
     let payloads = [
-        "1234",                                     // shorter than a DNS header
-        "abcd010000010000000000003f616263",         // a label running past the end
-        "abcd01000000000000000000",                 // a query without a question
-        "abcd0100000100000000000080616263000001",   // a label length with reserved bits
+        "1234",                                   // shorter than a DNS header
+        "abcd010000010000000000003f616263",       // a label running past the end
+        "abcd01000000000000000000",               // a query without a question
+        "abcd0100000100000000000080616263000001", // a label length with reserved bits
     ];
 
     let mut args = vec!["raw-udp", SERVER];

@@ -21,11 +21,7 @@ impl V1CpuCgroup {
         let dir = root.join(relative.trim_start_matches('/'));
         fs::create_dir(&dir).expect("creating a v1 cpu cgroup");
         fs::write(dir.join("cpu.shares"), shares.to_string()).expect("setting cpu.shares");
-        Self {
-            dir,
-            relative,
-            workloads: Vec::new(),
-        }
+        Self { dir, relative, workloads: Vec::new() }
     }
 
     fn start(&mut self, args: &[&str]) -> u32 {
@@ -64,10 +60,7 @@ fn v1_cpu_attribution_matches_schedstat() {
     thread::sleep(Duration::from_secs(1));
 
     let wait = |cgroup: &V1CpuCgroup| {
-        agent
-            .scrape()
-            .value("chokepoint_runqueue_wait_seconds_total", &[("cgroup", &cgroup.relative)])
-            .unwrap_or(0.0)
+        agent.scrape().value("chokepoint_runqueue_wait_seconds_total", &[("cgroup", &cgroup.relative)]).unwrap_or(0.0)
     };
     let (victim_start, noisy_start) = (wait(&victim), wait(&noisy));
     let (victim_kernel_start, noisy_kernel_start) = (kernel::run_delay_ns(victim_pid), kernel::run_delay_ns(noisy_pid));
@@ -76,7 +69,9 @@ fn v1_cpu_attribution_matches_schedstat() {
     let noisy_agent = wait(&noisy) - noisy_start;
     let victim_kernel = (kernel::run_delay_ns(victim_pid) - victim_kernel_start) as f64 / 1e9;
     let noisy_kernel = (kernel::run_delay_ns(noisy_pid) - noisy_kernel_start) as f64 / 1e9;
-    eprintln!("v1 victim: agent {victim_agent:.4} s, schedstat {victim_kernel:.4} s; noisy: agent {noisy_agent:.4} s, schedstat {noisy_kernel:.4} s");
+    eprintln!(
+        "v1 victim: agent {victim_agent:.4} s, schedstat {victim_kernel:.4} s; noisy: agent {noisy_agent:.4} s, schedstat {noisy_kernel:.4} s"
+    );
 
     assert!(victim_kernel > 0.05, "too little contention: victim waited {victim_kernel} s");
     let victim_error = kernel::relative_error(victim_agent, victim_kernel);

@@ -54,12 +54,8 @@ fn series_carry_pod_identity() {
         (&etcd, "kube-system", "etcd-node1", "etcd"),
         (&nested, "ci", "builder", "build"),
     ] {
-        let labels = [
-            ("cgroup", placed.cgroup.as_str()),
-            ("namespace", namespace),
-            ("pod", pod),
-            ("container", container),
-        ];
+        let labels =
+            [("cgroup", placed.cgroup.as_str()), ("namespace", namespace), ("pod", pod), ("container", container)];
         assert!(
             scrape.value(USAGE, &labels).is_some(),
             "no {USAGE} series with {labels:?}; series for this cgroup: {:?}",
@@ -67,7 +63,8 @@ fn series_carry_pod_identity() {
         );
     }
     let pod_level = format!("{}/kubepods/besteffort/pod{REPORT_UID}", node.parent);
-    let pod_labels = [("cgroup", pod_level.as_str()), ("namespace", "batch"), ("pod", "report-28k1"), ("container", "")];
+    let pod_labels =
+        [("cgroup", pod_level.as_str()), ("namespace", "batch"), ("pod", "report-28k1"), ("container", "")];
     assert!(scrape.value(USAGE, &pod_labels).is_some(), "pod-level cgroup lacks pod labels");
     let outside = [("cgroup", node.parent.as_str()), ("namespace", ""), ("pod", "")];
     assert!(scrape.value(USAGE, &outside).is_some(), "a cgroup outside pods must keep only its path");
@@ -185,7 +182,10 @@ fn prometheus_reads_throttled_pod() {
         |value| value == 1.0,
     );
 
-    eprintln!("Prometheus: throttled ratio {ratio:.3} for shop/cart-7d9f ({}), primary class cpu_throttled = {primary}", cart.cgroup);
+    eprintln!(
+        "Prometheus: throttled ratio {ratio:.3} for shop/cart-7d9f ({}), primary class cpu_throttled = {primary}",
+        cart.cgroup
+    );
     assert!(ratio > 0.8);
     assert_eq!(primary, 1.0);
 }

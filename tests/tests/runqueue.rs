@@ -24,10 +24,7 @@ fn busy_threads() -> String {
 }
 
 fn agent_wait_seconds(agent: &Agent, cgroup: &TestCgroup) -> f64 {
-    agent
-        .scrape()
-        .value(WAIT_METRIC, &[("cgroup", &cgroup.relative)])
-        .unwrap_or(0.0)
+    agent.scrape().value(WAIT_METRIC, &[("cgroup", &cgroup.relative)]).unwrap_or(0.0)
 }
 
 /// Run-queue wait of the victim and the noisy group on both sides at one
@@ -148,12 +145,7 @@ fn promtool_accepts_the_scrape() {
         .spawn()
         .expect("running promtool (Debian package prometheus)");
     use std::io::Write as _;
-    promtool
-        .stdin
-        .take()
-        .expect("promtool stdin")
-        .write_all(scrape.text.as_bytes())
-        .expect("writing to promtool");
+    promtool.stdin.take().expect("promtool stdin").write_all(scrape.text.as_bytes()).expect("writing to promtool");
     let output = promtool.wait_with_output().expect("waiting for promtool");
 
     assert!(
@@ -204,26 +196,18 @@ fn odd_cgroup_names_are_escaped() {
 fn full_maps_count_losses() {
     require_root();
     let groups: Vec<TestCgroup> = ["first", "second", "third"].into_iter().map(TestCgroup::new).collect();
-    let _loads: Vec<Workload> = groups
-        .iter()
-        .map(|group| Workload::start(group, &["wake-loop", "1000", "100"]))
-        .collect();
+    let _loads: Vec<Workload> =
+        groups.iter().map(|group| Workload::start(group, &["wake-loop", "1000", "100"])).collect();
     let agent = Agent::start(&["--max-threads", "2", "--max-cgroups", "2"]);
     thread::sleep(Duration::from_secs(2));
 
     let scrape = agent.scrape();
     let lost = |reason: &str| {
         scrape
-            .value(
-                "chokepoint_probe_lost_events_total",
-                &[("probe", "sched_switch"), ("reason", reason)],
-            )
+            .value("chokepoint_probe_lost_events_total", &[("probe", "sched_switch"), ("reason", reason)])
             .unwrap_or(0.0)
     };
-    let measured = groups
-        .iter()
-        .filter(|group| agent_wait_seconds(&agent, group) > 0.0)
-        .count();
+    let measured = groups.iter().filter(|group| agent_wait_seconds(&agent, group) > 0.0).count();
 
     assert!(lost("map_full") > 0.0, "no map_full losses in:\n{}", scrape.text);
     assert!(lost("slot_shared") > 0.0, "no slot_shared losses in:\n{}", scrape.text);
@@ -275,12 +259,7 @@ fn uncontended_waits_match_runqlat() {
     let load = Workload::start(&group, &["wake-loop", "100", "200"]);
     let agent = Agent::start(&[]);
     thread::sleep(Duration::from_secs(1));
-    let series = |name: &str| {
-        agent
-            .scrape()
-            .value(name, &[("cgroup", &group.relative)])
-            .unwrap_or(0.0)
-    };
+    let series = |name: &str| agent.scrape().value(name, &[("cgroup", &group.relative)]).unwrap_or(0.0);
     let sum_metric = "chokepoint_runqueue_latency_seconds_sum";
     let count_metric = "chokepoint_runqueue_latency_seconds_count";
 

@@ -4,11 +4,10 @@
 use std::{process::Command, time::Duration};
 
 use integration_tests::{
-    Workload, binary,
+    TestCgroup, Workload, binary,
     block::LoopDevice,
     netns::{NetNs, wait_for_file},
     scenario::{Expect, Fixtures, Group, Scenario},
-    TestCgroup,
 };
 
 const SETTLE: Duration = Duration::from_secs(7);
@@ -83,7 +82,8 @@ fn bursty_group_with_low_cpu_is_throttled() {
         name: "bursty group with low average CPU, throttled",
         groups: &[
             // About 30 ms of work every 500 ms against 10 ms per 100 ms.
-            Group::new("bursty", &["bursty", "30", "500", "1"], Expect::Primary("cpu_throttled")).with_quota(10_000, 100_000),
+            Group::new("bursty", &["bursty", "30", "500", "1"], Expect::Primary("cpu_throttled"))
+                .with_quota(10_000, 100_000),
             Group::new("idle", &["idle"], Expect::Primary("none")),
         ],
         settle: SETTLE,

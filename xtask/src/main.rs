@@ -1,6 +1,7 @@
 //! Project tasks. `cargo xtask setup` installs the probe toolchain,
 //! `cargo xtask run` builds and starts the agent on this node, and
-//! `cargo xtask test` runs every test, the privileged ones as root, and
+//! `cargo xtask test` runs every test, the privileged ones as root,
+//! `cargo xtask lint` checks formatting and clippy's lints, and
 //! `cargo xtask bench` measures what the agent costs and writes
 //! `BENCHMARKS.md`.
 
@@ -39,6 +40,9 @@ enum Task {
         /// Only integration tests whose name contains this filter.
         filter: Option<String>,
     },
+    /// Check formatting and run clippy, warnings as errors, on the
+    /// workspace and on the probes (with the nightly toolchain).
+    Lint,
     /// Build the agent in release mode, measure its overhead next to
     /// runqlat, and write BENCHMARKS.md (as root; takes minutes).
     Bench(bench::BenchArgs),
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             check(status, "agent run")
         }
         Task::Test { filter } => test(&root, filter.as_deref()),
+        Task::Lint => lint(&root),
         Task::Bench(args) => bench::run(&root, args),
         Task::BenchWorker { period_ms } => bench::run_worker(std::time::Duration::from_millis(period_ms)),
     }
@@ -75,10 +80,7 @@ fn main() -> anyhow::Result<()> {
 
 fn setup(root: &Path) -> anyhow::Result<()> {
     let script = root.join(".ci/install");
-    let status = Command::new("bash")
-        .arg(&script)
-        .status()
-        .with_context(|| format!("running {}", script.display()))?;
+    let status = Command::new("bash").arg(&script).status().with_context(|| format!("running {}", script.display()))?;
     check(status, "setup (.ci/install)")
 }
 
@@ -97,6 +99,18 @@ fn test(root: &Path, filter: Option<&str>) -> anyhow::Result<()> {
     cargo(root, &args)
 }
 
+fn lint(root: &Path) -> anyhow::Result<()> {
+    cargo(root, &["fmt", "--all", "--check"])?;
+    cargo(root, &["clippy", "--workspace", "--exclude", "agent-ebpf", "--all-targets", "--", "-D", "warnings"])?;
+    // The probes build only for the BPF target, which needs nightly.
+    let status = Command::new("cargo")
+        .args(["+nightly", "clippy", "--target", "bpfel-unknown-none", "-Z", "build-std=core", "--", "-D", "warnings"])
+        .current_dir(root.join("agent-ebpf"))
+        .status()
+        .context("running cargo +nightly clippy in agent-ebpf")?;
+    check(status, "cargo +nightly clippy (agent-ebpf)")
+}
+
 fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
@@ -111,8 +125,5 @@ fn check(status: std::process::ExitStatus, what: &str) -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace root").to_path_buf()
 }

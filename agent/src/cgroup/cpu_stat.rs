@@ -86,7 +86,10 @@ impl CpuStat {
     }
 
     fn is_complete(&self) -> bool {
-        self.usage_ns.is_some() && self.periods.is_some() && self.throttled_periods.is_some() && self.throttled_ns.is_some()
+        self.usage_ns.is_some()
+            && self.periods.is_some()
+            && self.throttled_periods.is_some()
+            && self.throttled_ns.is_some()
     }
 }
 
@@ -148,7 +151,8 @@ mod tests {
 
     #[test]
     fn parse_v2_cpu_stat() {
-        let text = "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 2500\n";
+        let text =
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 2500\n";
 
         let stat = CpuStat::parse(text);
 

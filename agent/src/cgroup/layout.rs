@@ -67,10 +67,13 @@ impl CgroupLayout {
     /// is no v2 mount, or when kubelet's top-level cgroup exists in the v1
     /// `cpu` hierarchy but not in v2 (the cgroupfs driver on a hybrid
     /// host); otherwise v2.
-    pub fn choose_identity(&self, choice: HierarchyChoice, exists: impl Fn(&Path) -> bool) -> anyhow::Result<Hierarchy> {
+    pub fn choose_identity(
+        &self,
+        choice: HierarchyChoice,
+        exists: impl Fn(&Path) -> bool,
+    ) -> anyhow::Result<Hierarchy> {
         let has_kubelet_root = |root: &Option<PathBuf>| {
-            root.as_deref()
-                .is_some_and(|root| KUBELET_ROOTS.iter().any(|name| exists(&root.join(name))))
+            root.as_deref().is_some_and(|root| KUBELET_ROOTS.iter().any(|name| exists(&root.join(name))))
         };
         let chosen = match choice {
             HierarchyChoice::V2 => Hierarchy::V2,
@@ -86,7 +89,9 @@ impl CgroupLayout {
                 bail!("--cgroup-hierarchy v2 was requested, but no cgroup v2 hierarchy is mounted")
             }
             Hierarchy::V1Cpu if self.v1_cpu_root.is_none() => {
-                bail!("--cgroup-hierarchy v1-cpu was requested, but no cgroup v1 hierarchy with the cpu controller is mounted")
+                bail!(
+                    "--cgroup-hierarchy v1-cpu was requested, but no cgroup v1 hierarchy with the cpu controller is mounted"
+                )
             }
             _ => Ok(chosen),
         }
@@ -145,12 +150,7 @@ impl CgroupLayout {
                  mount one, for example `mount -t cgroup2 none /sys/fs/cgroup`"
             ),
         };
-        Ok(Self {
-            v2_root,
-            v1_cpu_root,
-            v1_blkio_root,
-            identity,
-        })
+        Ok(Self { v2_root, v1_cpu_root, v1_blkio_root, identity })
     }
 }
 
@@ -175,11 +175,7 @@ impl<'a> MountLine<'a> {
         let fs_type = after.next()?;
         let _source = after.next()?;
         let super_options = after.next().unwrap_or("");
-        Some(Self {
-            mount_point: unescape_octal(mount_point),
-            fs_type,
-            super_options,
-        })
+        Some(Self { mount_point: unescape_octal(mount_point), fs_type, super_options })
     }
 }
 

@@ -34,14 +34,8 @@ impl NamespaceRoot {
         }
         let real = find_cgroup_of(root, "", pid, 0)?;
         let own = normalize(own_path);
-        let path = if own == "/" {
-            real
-        } else {
-            real.strip_suffix(own.as_str())?.to_owned()
-        };
-        Some(Self {
-            path: if path.is_empty() { "/".to_owned() } else { path },
-        })
+        let path = if own == "/" { real } else { real.strip_suffix(own.as_str())?.to_owned() };
+        Some(Self { path: if path.is_empty() { "/".to_owned() } else { path } })
     }
 
     /// Translates a path read from `/proc/PID/cgroup` into a path relative
@@ -64,14 +58,12 @@ fn find_cgroup_of(root: &Path, relative: &str, pid: u32, depth: usize) -> Option
     if depth > 32 {
         return None;
     }
-    fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
-        .find_map(|entry| {
+    fs::read_dir(&dir).ok()?.flatten().filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir())).find_map(
+        |entry| {
             let child = format!("{relative}/{}", entry.file_name().to_string_lossy());
             find_cgroup_of(root, &child, pid, depth + 1)
-        })
+        },
+    )
 }
 
 /// Resolves `.` and `..` components; `..` above the root stays at the root.
@@ -95,9 +87,7 @@ mod tests {
 
     #[test]
     fn resolves_paths_above_the_namespace_root() {
-        let root = NamespaceRoot {
-            path: "/kubepods/burstable/podA/agent".to_owned(),
-        };
+        let root = NamespaceRoot { path: "/kubepods/burstable/podA/agent".to_owned() };
 
         assert_eq!(root.resolve("/../../podB/app"), "/kubepods/burstable/podB/app");
         assert_eq!(root.resolve("/"), "/kubepods/burstable/podA/agent");

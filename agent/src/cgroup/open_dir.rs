@@ -49,12 +49,7 @@ impl CgroupDir {
     }
 
     fn open_with_retry(path: PathBuf, missing_retry: Duration) -> Self {
-        let mut dir = Self {
-            path,
-            fd: None,
-            missing_since: None,
-            missing_retry,
-        };
+        let mut dir = Self { path, fd: None, missing_since: None, missing_retry };
         dir.reopen();
         dir
     }
@@ -111,8 +106,9 @@ impl CgroupDir {
 }
 
 fn open_path(path: &Path) -> io::Result<OwnedFd> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("path {} contains a NUL byte", path.display())))?;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("path {} contains a NUL byte", path.display()))
+    })?;
     // SAFETY: `c_path` is NUL-terminated and outlives the call.
     let raw = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
     if raw < 0 {

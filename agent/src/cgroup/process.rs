@@ -43,8 +43,7 @@ impl ProcessCgroups {
         let mut v1_cpu = None;
         for line in text.lines() {
             let mut fields = line.splitn(3, ':');
-            let (Some(id), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next())
-            else {
+            let (Some(id), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
                 continue;
             };
             if id == "0" && controllers.is_empty() {

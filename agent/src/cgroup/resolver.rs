@@ -31,12 +31,7 @@ impl CgroupResolver {
     /// Creates a resolver over the v2 hierarchy mounted at `root`. Misses
     /// trigger a walk at most once per `min_walk_interval`.
     pub fn new(root: PathBuf, min_walk_interval: Duration) -> Self {
-        Self {
-            root,
-            paths: HashMap::new(),
-            last_walk: None,
-            min_walk_interval,
-        }
+        Self { root, paths: HashMap::new(), last_walk: None, min_walk_interval }
     }
 
     /// Path of a cgroup relative to the v2 root (`/` for the root itself),
@@ -92,10 +87,8 @@ impl CgroupResolver {
     }
 
     fn walk_allowed(&self) -> bool {
-        self.last_walk
-            .is_none_or(|last| last.elapsed() >= self.min_walk_interval)
+        self.last_walk.is_none_or(|last| last.elapsed() >= self.min_walk_interval)
     }
-
 }
 
 fn walk_root(root: &Path, paths: &mut HashMap<CgroupId, String>) {
@@ -121,14 +114,7 @@ fn is_leaf(metadata: &fs::Metadata) -> bool {
 /// cgroups are, is not listed: listing a cgroup directory returns dozens of
 /// control-file entries the walk must skip, and a `stat` relative to the
 /// parent's open directory costs much less.
-fn walk_dir(
-    dir: &Path,
-    relative: &str,
-    id: CgroupId,
-    leaf: bool,
-    depth: usize,
-    paths: &mut HashMap<CgroupId, String>,
-) {
+fn walk_dir(dir: &Path, relative: &str, id: CgroupId, leaf: bool, depth: usize, paths: &mut HashMap<CgroupId, String>) {
     let display = if relative.is_empty() { "/".to_owned() } else { relative.to_owned() };
     paths.insert(id, display);
     if leaf || depth >= MAX_DEPTH {

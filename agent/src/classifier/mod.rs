@@ -162,11 +162,7 @@ impl Evidence {
     /// Average number of the group's tasks waiting for a CPU (wait seconds
     /// per second of window).
     pub fn average_waiting_tasks(&self) -> f64 {
-        if self.window_seconds > 0.0 {
-            self.runqueue_wait_seconds / self.window_seconds
-        } else {
-            0.0
-        }
+        if self.window_seconds > 0.0 { self.runqueue_wait_seconds / self.window_seconds } else { 0.0 }
     }
 
     /// CPU the group would use if it never waited, in cores: CPU used plus
@@ -228,8 +224,7 @@ impl Evidence {
 
     /// CPU the group may use, in cores: its limit, else the node.
     pub fn cpu_allowed_cores(&self) -> f64 {
-        self.cpu_limit_cores
-            .map_or(self.node_cores, |limit| limit.min(self.node_cores))
+        self.cpu_limit_cores.map_or(self.node_cores, |limit| limit.min(self.node_cores))
     }
 }
 
@@ -269,18 +264,12 @@ pub fn classify(evidence: &Evidence, thresholds: &Thresholds) -> Verdict {
     ]
     .into_iter()
     .flatten()
-    .map(|class| Finding {
-        class,
-        cost_share: evidence.share_of_busy(evidence.cost_seconds(class)),
-    })
+    .map(|class| Finding { class, cost_share: evidence.share_of_busy(evidence.cost_seconds(class)) })
     .collect();
     // The primary class is the one costing the largest share of the
     // group's time; ties keep the order above.
     findings.sort_by(|a, b| b.cost_share.total_cmp(&a.cost_share));
-    Verdict {
-        primary: findings.first().map_or(Class::None, |finding| finding.class),
-        findings,
-    }
+    Verdict { primary: findings.first().map_or(Class::None, |finding| finding.class), findings }
 }
 
 #[cfg(test)]

@@ -31,11 +31,8 @@ pub fn throttled(evidence: &Evidence, thresholds: &Thresholds) -> Option<Class> 
 /// Disk I/O: a large share of the group's time in block-I/O wait, and more
 /// than a trace of it (at least one task in I/O wait 5% of the time).
 pub fn disk_io(evidence: &Evidence, thresholds: &Thresholds) -> Option<Class> {
-    let waiting_tasks = if evidence.window_seconds > 0.0 {
-        evidence.iowait.wait_seconds / evidence.window_seconds
-    } else {
-        0.0
-    };
+    let waiting_tasks =
+        if evidence.window_seconds > 0.0 { evidence.iowait.wait_seconds / evidence.window_seconds } else { 0.0 };
     (evidence.iowait_share() >= thresholds.iowait_share && waiting_tasks >= 0.05).then_some(Class::DiskIo)
 }
 

@@ -27,10 +27,7 @@ pub struct Stability {
 
 impl Stability {
     pub fn new(min_duration: Duration) -> Self {
-        Self {
-            min_duration,
-            classes: HashMap::new(),
-        }
+        Self { min_duration, classes: HashMap::new() }
     }
 
     /// Feeds the raw verdict of one evaluation and returns the stable one.
@@ -64,16 +61,10 @@ impl Stability {
             .classes
             .iter()
             .filter(|(_, state)| state.active)
-            .map(|(&class, state)| Finding {
-                class,
-                cost_share: state.cost_share,
-            })
+            .map(|(&class, state)| Finding { class, cost_share: state.cost_share })
             .collect();
         findings.sort_by(|a, b| b.cost_share.total_cmp(&a.cost_share).then(a.class.cmp(&b.class)));
-        Verdict {
-            primary: findings.first().map_or(Class::None, |finding| finding.class),
-            findings,
-        }
+        Verdict { primary: findings.first().map_or(Class::None, |finding| finding.class), findings }
     }
 }
 
@@ -82,14 +73,8 @@ mod tests {
     use super::*;
 
     fn verdict(classes: &[(Class, f64)]) -> Verdict {
-        let findings: Vec<Finding> = classes
-            .iter()
-            .map(|&(class, cost_share)| Finding { class, cost_share })
-            .collect();
-        Verdict {
-            primary: findings.first().map_or(Class::None, |finding| finding.class),
-            findings,
-        }
+        let findings: Vec<Finding> = classes.iter().map(|&(class, cost_share)| Finding { class, cost_share }).collect();
+        Verdict { primary: findings.first().map_or(Class::None, |finding| finding.class), findings }
     }
 
     #[test]

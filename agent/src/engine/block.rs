@@ -13,11 +13,7 @@
 //! land on the root cgroup; writes a task flushes itself (`fsync`,
 //! `O_DIRECT`, `O_SYNC`) count for its own blkio cgroup.
 
-use std::{
-    collections::HashMap,
-    fs,
-    time::Duration,
-};
+use std::{collections::HashMap, fs, time::Duration};
 
 use agent_common::{block::BlockKey, histogram::LatencyHistogram};
 
@@ -48,10 +44,7 @@ pub struct BlockAttribution {
 impl BlockAttribution {
     pub fn new(layout: &CgroupLayout, min_walk_interval: Duration) -> Self {
         Self {
-            v1_blkio: layout
-                .v1_blkio_root
-                .clone()
-                .map(|root| CgroupResolver::new(root, min_walk_interval)),
+            v1_blkio: layout.v1_blkio_root.clone().map(|root| CgroupResolver::new(root, min_walk_interval)),
             device_names: HashMap::new(),
         }
     }
@@ -75,11 +68,7 @@ impl BlockAttribution {
             // count for the root cgroup, so keys can meet here.
             match series.iter_mut().find(|series| series.device == device) {
                 Some(existing) => existing.latency.add(&latency),
-                None => series.push(BlockSeries {
-                    device,
-                    device_name: self.device_name(&key),
-                    latency,
-                }),
+                None => series.push(BlockSeries { device, device_name: self.device_name(&key), latency }),
             }
         }
         for key in removed {
@@ -101,10 +90,7 @@ impl BlockAttribution {
     }
 
     fn device_name(&mut self, key: &BlockKey) -> String {
-        self.device_names
-            .entry(key.device)
-            .or_insert_with(|| device_name_from_sysfs(key.major(), key.minor()))
-            .clone()
+        self.device_names.entry(key.device).or_insert_with(|| device_name_from_sysfs(key.major(), key.minor())).clone()
     }
 }
 

@@ -42,12 +42,7 @@ impl SparseHistogram {
             }
         }
         let counts = histogram.slots.iter().copied().filter(|&count| count != 0).collect();
-        Self {
-            count: histogram.count,
-            total_ns: histogram.total_ns,
-            occupied,
-            counts,
-        }
+        Self { count: histogram.count, total_ns: histogram.total_ns, occupied, counts }
     }
 
     pub fn to_histogram(&self) -> LatencyHistogram {
@@ -151,12 +146,7 @@ mod tests {
         Sample {
             at: Instant::now(),
             runqueue,
-            cpu: CpuStat {
-                usage_ns: Some(5),
-                periods: None,
-                throttled_periods: Some(2),
-                throttled_ns: Some(7),
-            },
+            cpu: CpuStat { usage_ns: Some(5), periods: None, throttled_periods: Some(2), throttled_ns: Some(7) },
             neighbours: vec![(3, 40), (4, 1)],
             throttle_delay: WaitTotal { count: 1, total_ns: 9 },
             iowait: WaitTotal { count: 2, total_ns: 11 },

@@ -207,7 +207,9 @@ impl Engine {
     /// the kubelet's log folders, then the cgroup whose path carries it.
     pub fn pod_cgroup(&mut self, namespace: &str, name: &str) -> anyhow::Result<(CgroupId, String)> {
         let uid = self.pods.pod_uid(namespace, name).with_context(|| {
-            format!("pod {namespace}/{name} not found in the kubelet's pod log folder; check the name and --pod-log-dir")
+            format!(
+                "pod {namespace}/{name} not found in the kubelet's pod log folder; check the name and --pod-log-dir"
+            )
         })?;
         self.resolver.walk();
         let found = self
@@ -226,19 +228,9 @@ impl Engine {
     /// Reads every source once and returns the new state.
     pub fn tick(&mut self) -> Snapshot {
         let now = Instant::now();
-        let runqueue = self
-            .probes
-            .runqueue
-            .as_ref()
-            .map(|maps| maps.read())
-            .unwrap_or_default();
-        let mut neighbours = neighbours_by_waiter(
-            self.probes
-                .runqueue
-                .as_ref()
-                .map(|maps| maps.read_neighbours())
-                .unwrap_or_default(),
-        );
+        let runqueue = self.probes.runqueue.as_ref().map(|maps| maps.read()).unwrap_or_default();
+        let mut neighbours =
+            neighbours_by_waiter(self.probes.runqueue.as_ref().map(|maps| maps.read_neighbours()).unwrap_or_default());
         let throttle_delay = self.probes.throttle_delay.as_ref().map(|map| map.read()).unwrap_or_default();
         let iowait = self.probes.iowait.as_ref().map(|map| map.read()).unwrap_or_default();
         let mut block = match self.probes.block.as_mut() {
@@ -348,13 +340,9 @@ impl Engine {
             let (throttle_delay_total, iowait_total) = (latest.throttle_delay, latest.iowait);
             let cpu_limit = cpu_limit_of(&mut group.cpu_dirs);
             let delta = group.window.delta();
-            let evidence = delta
-                .as_ref()
-                .map(|delta| evidence_from(delta, cpu_limit, node_cores, dns_timeout));
-            let neighbours = delta
-                .as_ref()
-                .map(|delta| name_neighbours(&mut self.resolver, id, delta))
-                .unwrap_or_default();
+            let evidence = delta.as_ref().map(|delta| evidence_from(delta, cpu_limit, node_cores, dns_timeout));
+            let neighbours =
+                delta.as_ref().map(|delta| name_neighbours(&mut self.resolver, id, delta)).unwrap_or_default();
             let verdict = evidence
                 .as_ref()
                 .map(|evidence| group.stability.update(&classifier::classify(evidence, &thresholds), now));
@@ -394,11 +382,7 @@ impl Engine {
                 (state.spec, state.skipped.clone(), cost)
             })
             .collect();
-        Snapshot {
-            groups,
-            probes,
-            taken_at: Some(now),
-        }
+        Snapshot { groups, probes, taken_at: Some(now) }
     }
 }
 
@@ -449,27 +433,23 @@ fn name_neighbours(resolver: &mut CgroupResolver, id: CgroupId, delta: &window::
 fn cpu_limit_of(cpu_dirs: &mut [(Hierarchy, CgroupDir)]) -> Option<CpuLimit> {
     // On hybrid hosts the limit lives in the v1 cpu hierarchy; a v2 group
     // with the cpu controller has cpu.max instead.
-    cpu_dirs
-        .iter_mut()
-        .find_map(|(hierarchy, dir)| CpuLimit::read(dir, *hierarchy))
+    cpu_dirs.iter_mut().find_map(|(hierarchy, dir)| CpuLimit::read(dir, *hierarchy))
 }
 
 fn open_cpu_dirs(layout: &CgroupLayout, path: &str) -> Vec<(Hierarchy, CgroupDir)> {
-    layout
-        .cpu_dirs(path)
-        .into_iter()
-        .map(|(hierarchy, dir)| (hierarchy, CgroupDir::open(dir)))
-        .collect()
+    layout.cpu_dirs(path).into_iter().map(|(hierarchy, dir)| (hierarchy, CgroupDir::open(dir))).collect()
 }
 
-fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores: f64, dns_timeout: Duration) -> Evidence {
+fn evidence_from(
+    delta: &window::Delta,
+    cpu_limit: Option<CpuLimit>,
+    node_cores: f64,
+    dns_timeout: Duration,
+) -> Evidence {
     let seconds = delta.elapsed.as_secs_f64();
     Evidence {
         window_seconds: seconds,
-        cpu_used_cores: delta
-            .cpu_usage_ns
-            .filter(|_| seconds > 0.0)
-            .map(|ns| ns as f64 / 1e9 / seconds),
+        cpu_used_cores: delta.cpu_usage_ns.filter(|_| seconds > 0.0).map(|ns| ns as f64 / 1e9 / seconds),
         cpu_limit_cores: cpu_limit.map(|limit| limit.cores()),
         node_cores,
         runqueue_wait_seconds: delta.runqueue.total_ns as f64 / 1e9,
@@ -477,10 +457,7 @@ fn evidence_from(delta: &window::Delta, cpu_limit: Option<CpuLimit>, node_cores:
         runqueue_p50_seconds: quantile_ns(&delta.runqueue, 0.50).map(|ns| ns / 1e9),
         runqueue_p99_seconds: quantile_ns(&delta.runqueue, 0.99).map(|ns| ns / 1e9),
         throttle: ThrottleEvidence::new(&delta.throttle, cpu_limit, seconds),
-        iowait: IoWaitEvidence {
-            wait_seconds: delta.iowait.total_ns as f64 / 1e9,
-            waits: delta.iowait.count,
-        },
+        iowait: IoWaitEvidence { wait_seconds: delta.iowait.total_ns as f64 / 1e9, waits: delta.iowait.count },
         dns: DnsEvidence::from_delta(&delta.dns, dns_timeout),
         connect: ConnectEvidence::from_delta(&delta.connect),
     }

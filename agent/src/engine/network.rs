@@ -43,10 +43,7 @@ pub struct DnsTotals {
 
 impl Default for DnsTotals {
     fn default() -> Self {
-        Self {
-            counters: DnsCounters::ZERO,
-            timeouts: 0,
-        }
+        Self { counters: DnsCounters::ZERO, timeouts: 0 }
     }
 }
 
@@ -74,10 +71,8 @@ impl DnsTotals {
             delta.counters.responses[slot] =
                 self.counters.responses[slot].saturating_sub(earlier.counters.responses[slot]);
         }
-        delta.counters.unmatched_responses = self
-            .counters
-            .unmatched_responses
-            .saturating_sub(earlier.counters.unmatched_responses);
+        delta.counters.unmatched_responses =
+            self.counters.unmatched_responses.saturating_sub(earlier.counters.unmatched_responses);
         delta.counters.malformed = self.counters.malformed.saturating_sub(earlier.counters.malformed);
         delta.counters.latency = histogram_delta(&self.counters.latency, &earlier.counters.latency);
         delta.timeouts = self.timeouts.saturating_sub(earlier.timeouts);
@@ -142,10 +137,7 @@ impl ConnectTotals {
                 (*destination, delta)
             })
             .collect();
-        Self {
-            destinations,
-            folded_destinations: self.folded_destinations.saturating_sub(earlier.folded_destinations),
-        }
+        Self { destinations, folded_destinations: self.folded_destinations.saturating_sub(earlier.folded_destinations) }
     }
 }
 
@@ -194,10 +186,7 @@ pub struct NetworkState {
 
 impl NetworkState {
     pub fn new(config: NetworkConfig) -> Self {
-        Self {
-            config,
-            groups: HashMap::new(),
-        }
+        Self { config, groups: HashMap::new() }
     }
 
     /// Reads the DNS and connect maps, sweeps DNS timeouts and folds
@@ -286,10 +275,8 @@ impl DnsEvidence {
         let responses = &delta.counters.responses;
         let queries = delta.queries();
         let known = [RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_SERVFAIL, RCODE_REFUSED];
-        let other_error_responses = (0..RCODE_SLOTS)
-            .filter(|rcode| !known.contains(rcode))
-            .map(|rcode| responses[rcode])
-            .sum();
+        let other_error_responses =
+            (0..RCODE_SLOTS).filter(|rcode| !known.contains(rcode)).map(|rcode| responses[rcode]).sum();
         let failures = responses[RCODE_SERVFAIL] + responses[RCODE_REFUSED] + other_error_responses + delta.timeouts;
         Self {
             queries,
@@ -381,10 +368,8 @@ mod tests {
         let mut state = GroupState::default();
         let addresses: Vec<SocketAddr> = (1..=4).map(|octet| socket_address(&key(1, octet, 80))).collect();
 
-        let labels: Vec<Destination> = addresses
-            .iter()
-            .map(|address| assign_destination(&mut state, *address, 2))
-            .collect();
+        let labels: Vec<Destination> =
+            addresses.iter().map(|address| assign_destination(&mut state, *address, 2)).collect();
         let again = assign_destination(&mut state, addresses[0], 2);
         let folded_again = assign_destination(&mut state, addresses[3], 2);
 

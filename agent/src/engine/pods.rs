@@ -22,13 +22,7 @@ pub struct PodNames {
 
 impl PodNames {
     pub fn new(sources: PodLogSources) -> Self {
-        Self {
-            sources,
-            directory: PodDirectory::default(),
-            last_scan: None,
-            failing: false,
-            links_failing: false,
-        }
+        Self { sources, directory: PodDirectory::default(), last_scan: None, failing: false, links_failing: false }
     }
 
     /// Reads the folders again when the last read is older than the rescan
@@ -110,7 +104,6 @@ impl PodNames {
 
 /// Returns whether `path` is the pod-level cgroup of the pod `uid`.
 pub fn is_pod_cgroup_of(path: &str, uid: &str) -> bool {
-    parse_pod_cgroup(path).is_some_and(|cgroup| {
-        cgroup.pod_uid == uid && matches!(cgroup.member, crate::identity::PodMember::Pod)
-    })
+    parse_pod_cgroup(path)
+        .is_some_and(|cgroup| cgroup.pod_uid == uid && matches!(cgroup.member, crate::identity::PodMember::Pod))
 }

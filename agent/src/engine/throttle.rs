@@ -109,10 +109,7 @@ mod tests {
         // Two busy threads at 20 ms per 100 ms for 10 s: 100 periods, all
         // throttled, about 1.8 s of throttled time per second of wall time.
         let delta = ThrottleDelta::between(&stat(50, 40, 1_000), &stat(150, 140, 18_000_001_000), WaitTotal::ZERO);
-        let limit = CpuLimit {
-            quota_us: 20_000,
-            period_us: 100_000,
-        };
+        let limit = CpuLimit { quota_us: 20_000, period_us: 100_000 };
 
         let evidence = ThrottleEvidence::new(&delta, Some(limit), 10.0);
 
@@ -127,10 +124,7 @@ mod tests {
         // A burst every 500 ms throttled twice in the three periods it ran:
         // over 10 s, 60 periods counted, 40 throttled, of 100 wall periods.
         let delta = ThrottleDelta::between(&stat(0, 0, 0), &stat(60, 40, 3_600_000_000), WaitTotal::ZERO);
-        let limit = CpuLimit {
-            quota_us: 10_000,
-            period_us: 100_000,
-        };
+        let limit = CpuLimit { quota_us: 10_000, period_us: 100_000 };
 
         let evidence = ThrottleEvidence::new(&delta, Some(limit), 10.0);
 

@@ -70,11 +70,7 @@ const KEPT_PER_SPAN: u32 = 16;
 
 impl Window {
     pub fn new(span: Duration) -> Self {
-        Self {
-            span,
-            samples: VecDeque::new(),
-            latest_unkept: None,
-        }
+        Self { span, samples: VecDeque::new(), latest_unkept: None }
     }
 
     /// Records a sample, keeps it when it is far enough from the previous
@@ -93,10 +89,7 @@ impl Window {
         // The loop keeps at least two samples, so the last kept one, which
         // may be the latest, stays.
         while self.samples.len() > 2
-            && self
-                .samples
-                .get(1)
-                .is_some_and(|second| now.duration_since(second.at) >= self.span)
+            && self.samples.get(1).is_some_and(|second| now.duration_since(second.at) >= self.span)
         {
             self.samples.pop_front();
         }
@@ -139,10 +132,7 @@ fn neighbours_delta(later: &[(CgroupId, u64)], earlier: &[(CgroupId, u64)]) -> V
     let mut delta: Vec<(CgroupId, u64)> = later
         .iter()
         .map(|&(runner, total)| {
-            let before = earlier
-                .iter()
-                .find(|(id, _)| *id == runner)
-                .map_or(0, |&(_, value)| value);
+            let before = earlier.iter().find(|(id, _)| *id == runner).map_or(0, |&(_, value)| value);
             (runner, total.saturating_sub(before))
         })
         .filter(|&(_, wait)| wait > 0)
@@ -199,16 +189,10 @@ mod tests {
         Sample {
             at,
             runqueue,
-            cpu: CpuStat {
-                usage_ns: Some(usage_ns),
-                ..CpuStat::default()
-            },
+            cpu: CpuStat { usage_ns: Some(usage_ns), ..CpuStat::default() },
             neighbours: vec![(7, usage_ns), (9, 5)],
             throttle_delay: WaitTotal::ZERO,
-            iowait: WaitTotal {
-                count: usage_ns / 1_000_000,
-                total_ns: usage_ns,
-            },
+            iowait: WaitTotal { count: usage_ns / 1_000_000, total_ns: usage_ns },
             dns: DnsTotals::default(),
             connect: ConnectTotals::default(),
         }

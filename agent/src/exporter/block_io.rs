@@ -49,9 +49,7 @@ pub fn encode(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &st
             labels.push(("device", escape_label_value(&series.device)));
             labels.push(("device_name", escape_label_value(&series.device_name)));
             let (sum, count, buckets) = exported_histogram(&series.latency);
-            metric
-                .encode_family(&labels)?
-                .encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
+            metric.encode_family(&labels)?.encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
         }
     }
     Ok(())

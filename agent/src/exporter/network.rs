@@ -19,14 +19,22 @@ use crate::engine::{
 /// RCODE names from the IANA DNS parameters registry; codes 12 to 15 are
 /// unassigned and exported as `RCODE12` and so on.
 const RCODE_NAMES: [&str; 12] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH",
-    "NOTZONE", "DSOTYPENI",
+    "NOERROR",
+    "FORMERR",
+    "SERVFAIL",
+    "NXDOMAIN",
+    "NOTIMP",
+    "REFUSED",
+    "YXDOMAIN",
+    "YXRRSET",
+    "NXRRSET",
+    "NOTAUTH",
+    "NOTZONE",
+    "DSOTYPENI",
 ];
 
 fn rcode_name(rcode: usize) -> String {
-    RCODE_NAMES
-        .get(rcode)
-        .map_or_else(|| format!("RCODE{rcode}"), |name| (*name).to_owned())
+    RCODE_NAMES.get(rcode).map_or_else(|| format!("RCODE{rcode}"), |name| (*name).to_owned())
 }
 
 fn qtype_name(slot: usize) -> &'static str {
@@ -106,9 +114,7 @@ pub(super) fn encode_dns(encoder: &mut DescriptorEncoder, groups: &[GroupReport]
         for group in &active {
             let labels = group_labels(group, node);
             let (sum, count, buckets) = exported_histogram(&group.dns.counters.latency);
-            metric
-                .encode_family(&labels)?
-                .encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
+            metric.encode_family(&labels)?.encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
         }
     }
     let mut metric = encoder.encode_descriptor(
@@ -125,7 +131,11 @@ pub(super) fn encode_dns(encoder: &mut DescriptorEncoder, groups: &[GroupReport]
     Ok(())
 }
 
-pub(super) fn encode_connect(encoder: &mut DescriptorEncoder, groups: &[GroupReport], node: &str) -> Result<(), FmtError> {
+pub(super) fn encode_connect(
+    encoder: &mut DescriptorEncoder,
+    groups: &[GroupReport],
+    node: &str,
+) -> Result<(), FmtError> {
     let active: Vec<&GroupReport> = groups.iter().filter(|group| !group.connect.destinations.is_empty()).collect();
     {
         let mut metric = encoder.encode_descriptor(
@@ -165,9 +175,7 @@ pub(super) fn encode_connect(encoder: &mut DescriptorEncoder, groups: &[GroupRep
                 let mut labels = group_labels(group, node);
                 labels.push(("destination", escape_label_value(destination.as_str())));
                 let (sum, count, buckets) = exported_histogram(&counters.latency);
-                metric
-                    .encode_family(&labels)?
-                    .encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
+                metric.encode_family(&labels)?.encode_histogram::<Labels<'_>>(sum, count, &buckets, None)?;
             }
         }
     }
@@ -241,10 +249,7 @@ mod tests {
     }
 
     fn scrape(groups: Vec<GroupReport>) -> String {
-        let snapshot = Snapshot {
-            groups,
-            ..Snapshot::default()
-        };
+        let snapshot = Snapshot { groups, ..Snapshot::default() };
         let registry = crate::exporter::registry(Arc::new(RwLock::new(Arc::new(snapshot))), "node-a".to_owned());
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
@@ -267,10 +272,8 @@ mod tests {
         assert!(text.contains("rcode=\"NXDOMAIN\"} 2\n"), "{text}");
         assert!(text.contains("rcode=\"RCODE13\"} 1\n"), "{text}");
         assert!(text.contains("chokepoint_dns_timeouts_total{node=\"node-a\",namespace=\"\",pod=\"\",container=\"\",cgroup=\"/pod-a\"} 1\n"), "{text}");
-        let idle_dns = text
-            .lines()
-            .filter(|line| line.starts_with("chokepoint_dns") && line.contains("cgroup=\"/idle\""))
-            .count();
+        let idle_dns =
+            text.lines().filter(|line| line.starts_with("chokepoint_dns") && line.contains("cgroup=\"/idle\"")).count();
         assert_eq!(idle_dns, 0, "idle group has DNS series:\n{text}");
     }
 

@@ -95,10 +95,7 @@ pub enum PodMember {
     Pod,
     /// A container, including the pod's sandbox (pause) container, which
     /// has a cgroup but no log folder.
-    Container {
-        id: String,
-        runtime: Option<ContainerRuntime>,
-    },
+    Container { id: String, runtime: Option<ContainerRuntime> },
     /// CRI-O's `conmon` monitor process of the container with this ID. It
     /// is charged to the pod but is not one of the pod's containers.
     ContainerMonitor { id: String },
@@ -122,32 +119,21 @@ pub struct PodCgroup {
 /// `system.slice`, `user.slice`, and the `kubepods` and QoS levels
 /// themselves. Callers keep such a cgroup's path as its only identity.
 pub fn parse_pod_cgroup(path: &str) -> Option<PodCgroup> {
-    let components: Vec<&str> = path
-        .split('/')
-        .filter(|component| !component.is_empty())
-        .collect();
+    let components: Vec<&str> = path.split('/').filter(|component| !component.is_empty()).collect();
 
     // The pod level is the first component that names a pod below a
     // kubepods or QoS level, so a container's own children named
     // `pod...` cannot be mistaken for it.
-    let (pod_index, pod_uid, qos) =
-        components
-            .iter()
-            .enumerate()
-            .find_map(|(index, component)| {
-                let (uid, qos) = parse_pod_level(&components[..index], component)?;
-                Some((index, uid, qos))
-            })?;
+    let (pod_index, pod_uid, qos) = components.iter().enumerate().find_map(|(index, component)| {
+        let (uid, qos) = parse_pod_level(&components[..index], component)?;
+        Some((index, uid, qos))
+    })?;
 
     let member = match components.get(pod_index + 1) {
         None => PodMember::Pod,
         Some(name) => parse_container_level(name),
     };
-    Some(PodCgroup {
-        pod_uid,
-        qos,
-        member,
-    })
+    Some(PodCgroup { pod_uid, qos, member })
 }
 
 /// Parses one path component as a pod cgroup, given the components above
@@ -172,9 +158,7 @@ fn parse_pod_level(parents: &[&str], component: &str) -> Option<(String, QosClas
     let qos = QosClass::from_level_name(parent)?;
     let below_kubepods = match qos {
         QosClass::Guaranteed => true,
-        QosClass::Burstable | QosClass::BestEffort => {
-            parents.len() >= 2 && parents[parents.len() - 2] == "kubepods"
-        }
+        QosClass::Burstable | QosClass::BestEffort => parents.len() >= 2 && parents[parents.len() - 2] == "kubepods",
     };
     (below_kubepods && is_pod_uid(uid)).then(|| (uid.to_owned(), qos))
 }
@@ -184,10 +168,7 @@ fn parse_pod_level(parents: &[&str], component: &str) -> Option<(String, QosClas
 fn parse_container_level(name: &str) -> PodMember {
     let unit = name.strip_suffix(".scope").unwrap_or(name);
     let Some((prefix, id)) = unit.rsplit_once('-') else {
-        return PodMember::Container {
-            id: unit.to_owned(),
-            runtime: None,
-        };
+        return PodMember::Container { id: unit.to_owned(), runtime: None };
     };
     let runtime = match prefix {
         "crio-conmon" => return PodMember::ContainerMonitor { id: id.to_owned() },
@@ -198,10 +179,7 @@ fn parse_container_level(name: &str) -> PodMember {
         // dash as the ID, which is right for `<name>-<hex id>` schemes.
         _ => None,
     };
-    PodMember::Container {
-        id: id.to_owned(),
-        runtime,
-    }
+    PodMember::Container { id: id.to_owned(), runtime }
 }
 
 /// Checks whether `uid` is a pod UID: an RFC 4122 UUID in its 8-4-4-4-12 text
@@ -212,9 +190,7 @@ pub fn is_pod_uid(uid: &str) -> bool {
         return hex(uid);
     }
     let parts: Vec<&str> = uid.split('-').collect();
-    parts.len() == 5
-        && parts.iter().map(|part| part.len()).eq([8, 4, 4, 4, 12])
-        && parts.iter().all(|part| hex(part))
+    parts.len() == 5 && parts.iter().map(|part| part.len()).eq([8, 4, 4, 4, 12]) && parts.iter().all(|part| hex(part))
 }
 
 #[cfg(test)]
@@ -227,8 +203,7 @@ mod tests {
     const ID: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
     fn container(path: &str) -> (String, QosClass, String, Option<ContainerRuntime>) {
-        let parsed =
-            parse_pod_cgroup(path).unwrap_or_else(|| panic!("{path} should parse as a pod cgroup"));
+        let parsed = parse_pod_cgroup(path).unwrap_or_else(|| panic!("{path} should parse as a pod cgroup"));
         match parsed.member {
             PodMember::Container { id, runtime } => (parsed.pod_uid, parsed.qos, id, runtime),
             other => panic!("{path} should be a container, got {other:?}"),
@@ -238,17 +213,13 @@ mod tests {
     #[test]
     fn systemd_driver_runtimes() {
         let cases = [
-            (
-                format!("cri-containerd-{ID}.scope"),
-                Some(ContainerRuntime::Containerd),
-            ),
+            (format!("cri-containerd-{ID}.scope"), Some(ContainerRuntime::Containerd)),
             (format!("crio-{ID}.scope"), Some(ContainerRuntime::CriO)),
             (format!("docker-{ID}.scope"), Some(ContainerRuntime::Docker)),
         ];
         for (scope, expected_runtime) in cases {
-            let path = format!(
-                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_SYSTEMD}.slice/{scope}"
-            );
+            let path =
+                format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_SYSTEMD}.slice/{scope}");
 
             let (uid, qos, id, runtime) = container(&path);
 
@@ -262,20 +233,13 @@ mod tests {
     #[test]
     fn systemd_driver_qos_classes() {
         let cases = [
+            (format!("/kubepods.slice/kubepods-pod{UID_SYSTEMD}.slice"), QosClass::Guaranteed),
             (
-                format!("/kubepods.slice/kubepods-pod{UID_SYSTEMD}.slice"),
-                QosClass::Guaranteed,
-            ),
-            (
-                format!(
-                    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_SYSTEMD}.slice"
-                ),
+                format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_SYSTEMD}.slice"),
                 QosClass::BestEffort,
             ),
             (
-                format!(
-                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_SYSTEMD}.slice"
-                ),
+                format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_SYSTEMD}.slice"),
                 QosClass::Burstable,
             ),
         ];
@@ -294,14 +258,8 @@ mod tests {
     fn cgroupfs_driver_qos_classes() {
         let cases = [
             (format!("/kubepods/pod{UID}/{ID}"), QosClass::Guaranteed),
-            (
-                format!("/kubepods/burstable/pod{UID}/{ID}"),
-                QosClass::Burstable,
-            ),
-            (
-                format!("/kubepods/besteffort/pod{UID}/{ID}"),
-                QosClass::BestEffort,
-            ),
+            (format!("/kubepods/burstable/pod{UID}/{ID}"), QosClass::Burstable),
+            (format!("/kubepods/besteffort/pod{UID}/{ID}"), QosClass::BestEffort),
         ];
         for (path, expected_qos) in cases {
             let (uid, qos, id, runtime) = container(&path);
@@ -337,15 +295,10 @@ mod tests {
 
     #[test]
     fn static_pod_uid_without_dashes() {
-        let systemd = format!(
-            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{STATIC_UID}.slice"
-        );
+        let systemd = format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{STATIC_UID}.slice");
         let cgroupfs = format!("/kubepods/burstable/pod{STATIC_UID}/{ID}");
 
-        assert_eq!(
-            parse_pod_cgroup(&systemd).map(|pod| pod.pod_uid),
-            Some(STATIC_UID.to_owned())
-        );
+        assert_eq!(parse_pod_cgroup(&systemd).map(|pod| pod.pod_uid), Some(STATIC_UID.to_owned()));
         assert_eq!(container(&cgroupfs).0, STATIC_UID);
     }
 
@@ -374,11 +327,7 @@ mod tests {
             let parsed = parse_pod_cgroup(&path).unwrap_or_else(|| panic!("{path} should parse"));
 
             assert_eq!(parsed.pod_uid, UID, "{path}");
-            assert_eq!(
-                parsed.member,
-                PodMember::ContainerMonitor { id: ID.to_owned() },
-                "{path}"
-            );
+            assert_eq!(parsed.member, PodMember::ContainerMonitor { id: ID.to_owned() }, "{path}");
         }
     }
 
@@ -408,8 +357,7 @@ mod tests {
              4:cpu,cpuacct:/kubepods/burstable/pod{UID}/{ID}\n\
              0::/kubepods/burstable/pod{UID}/{ID}\n"
         );
-        let cgroups = crate::cgroup::process::ProcessCgroups::parse(&text)
-            .expect("valid /proc/PID/cgroup text");
+        let cgroups = crate::cgroup::process::ProcessCgroups::parse(&text).expect("valid /proc/PID/cgroup text");
         let v1_cpu = cgroups.v1_cpu.as_deref().expect("a cpu controller line");
         let unified = cgroups.unified.as_deref().expect("a v2 line");
 
@@ -439,11 +387,7 @@ mod tests {
             "/kubepods/other/pod6b3f2a1c-4d5e-4f60-8a7b-9c0d1e2f3a4b/abc",
             "/system.slice/podman-pod6b3f2a1c_4d5e_4f60_8a7b_9c0d1e2f3a4b.slice",
         ] {
-            assert_eq!(
-                parse_pod_cgroup(path),
-                None,
-                "{path:?} should not parse as a pod cgroup"
-            );
+            assert_eq!(parse_pod_cgroup(path), None, "{path:?} should not parse as a pod cgroup");
         }
     }
 

@@ -105,17 +105,13 @@ impl PodDirectory {
     /// cannot be read or do not have that shape are skipped and counted.
     /// Only an unreadable `root` is an error.
     pub fn scan(root: &Path) -> Result<Self, ScanError> {
-        let entries = fs::read_dir(root).map_err(|source| ScanError::ReadPodLogDir {
-            path: root.to_owned(),
-            source,
-        })?;
+        let entries =
+            fs::read_dir(root).map_err(|source| ScanError::ReadPodLogDir { path: root.to_owned(), source })?;
         let mut directory = Self::default();
         for entry in entries {
             match entry {
                 Ok(entry) => directory.add_pod_folder(&entry.path()),
-                Err(error) => {
-                    directory.skip(root, format!("reading a folder entry failed: {error}"))
-                }
+                Err(error) => directory.skip(root, format!("reading a folder entry failed: {error}")),
             }
         }
         Ok(directory)
@@ -125,10 +121,8 @@ impl PodDirectory {
     /// named `<pod>_<namespace>_<container>-<id>.log`. Links whose pod is
     /// not in the scanned tree are skipped and counted.
     pub fn add_container_links(&mut self, dir: &Path) -> Result<(), ScanError> {
-        let entries = fs::read_dir(dir).map_err(|source| ScanError::ReadContainerLogDir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        let entries =
+            fs::read_dir(dir).map_err(|source| ScanError::ReadContainerLogDir { path: dir.to_owned(), source })?;
         for entry in entries {
             let path = match entry {
                 Ok(entry) => entry.path(),
@@ -167,9 +161,7 @@ impl PodDirectory {
     /// Returns the pod UID and the name of the container with this
     /// runtime ID, when a log symlink named it.
     pub fn container_name(&self, container_id: &str) -> Option<(&str, &str)> {
-        self.containers_by_id
-            .get(container_id)
-            .map(|container| (container.pod_uid.as_str(), container.name.as_str()))
+        self.containers_by_id.get(container_id).map(|container| (container.pod_uid.as_str(), container.name.as_str()))
     }
 
     pub fn pod_count(&self) -> usize {
@@ -189,10 +181,7 @@ impl PodDirectory {
     fn skip(&mut self, path: &Path, reason: String) {
         self.skipped_count += 1;
         if self.skipped_examples.len() < MAX_SKIPPED_EXAMPLES {
-            self.skipped_examples.push(SkippedEntry {
-                path: path.to_owned(),
-                reason,
-            });
+            self.skipped_examples.push(SkippedEntry { path: path.to_owned(), reason });
         }
     }
 
@@ -208,10 +197,7 @@ impl PodDirectory {
             return;
         };
         let Some((namespace, name, uid)) = parse_pod_folder_name(folder_name) else {
-            self.skip(
-                path,
-                "folder name is not <namespace>_<pod>_<uid>".to_owned(),
-            );
+            self.skip(path, "folder name is not <namespace>_<pod>_<uid>".to_owned());
             return;
         };
 
@@ -225,9 +211,7 @@ impl PodDirectory {
                                 containers.push(container);
                             }
                         }
-                        Err(error) => {
-                            self.skip(path, format!("reading a folder entry failed: {error}"))
-                        }
+                        Err(error) => self.skip(path, format!("reading a folder entry failed: {error}")),
                     }
                 }
             }
@@ -236,11 +220,7 @@ impl PodDirectory {
         }
         containers.sort();
 
-        let pod = PodEntry {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            containers,
-        };
+        let pod = PodEntry { namespace: namespace.to_owned(), name: name.to_owned(), containers };
         self.pods.insert(uid.to_owned(), pod);
     }
 
@@ -251,15 +231,8 @@ impl PodDirectory {
             self.skip(path, "not a folder".to_owned());
             return None;
         }
-        let Some(name) = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .filter(|name| is_container_name(name))
-        else {
-            self.skip(
-                path,
-                "folder name is not a container name (a DNS label)".to_owned(),
-            );
+        let Some(name) = path.file_name().and_then(|name| name.to_str()).filter(|name| is_container_name(name)) else {
+            self.skip(path, "folder name is not a container name (a DNS label)".to_owned());
             return None;
         };
 
@@ -271,10 +244,7 @@ impl PodDirectory {
                 continue;
             };
             if let Some(id) = docker_id_from_log_target(&target) {
-                let container = ContainerName {
-                    pod_uid: pod_uid.to_owned(),
-                    name: name.to_owned(),
-                };
+                let container = ContainerName { pod_uid: pod_uid.to_owned(), name: name.to_owned() };
                 self.containers_by_id.insert(id.to_owned(), container);
             }
         }
@@ -282,18 +252,14 @@ impl PodDirectory {
     }
 
     fn add_container_link(&mut self, path: &Path) -> Result<(), String> {
-        let file_name = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .ok_or("file name is not UTF-8")?;
-        let (pod_name, namespace, container, id) = parse_container_link_name(file_name)
-            .ok_or("file name is not <pod>_<namespace>_<container>-<id>.log")?;
+        let file_name = path.file_name().and_then(|name| name.to_str()).ok_or("file name is not UTF-8")?;
+        let (pod_name, namespace, container, id) =
+            parse_container_link_name(file_name).ok_or("file name is not <pod>_<namespace>_<container>-<id>.log")?;
 
         // The link target names the pod folder, which gives the UID. Older
         // kubelets pointed the link at the runtime's own log file instead,
         // so fall back to finding the pod by namespace and name.
-        let target =
-            fs::read_link(path).map_err(|error| format!("reading the link failed: {error}"))?;
+        let target = fs::read_link(path).map_err(|error| format!("reading the link failed: {error}"))?;
         let uid_from_target = target
             .parent()
             .and_then(Path::parent)
@@ -303,14 +269,9 @@ impl PodDirectory {
             .map(|(_, _, uid)| uid.to_owned());
         let pod_uid = uid_from_target
             .or_else(|| self.find_pod_uid(namespace, pod_name))
-            .ok_or_else(|| {
-                format!("pod {namespace}/{pod_name} is not in the pod log folder tree")
-            })?;
+            .ok_or_else(|| format!("pod {namespace}/{pod_name} is not in the pod log folder tree"))?;
 
-        let container = ContainerName {
-            pod_uid,
-            name: container.to_owned(),
-        };
+        let container = ContainerName { pod_uid, name: container.to_owned() };
         self.containers_by_id.insert(id.to_owned(), container);
         Ok(())
     }
@@ -318,10 +279,7 @@ impl PodDirectory {
     /// UID of the pod with this namespace and name, when exactly one such
     /// pod is in the tree (a recreated pod briefly has two folders).
     fn find_pod_uid(&self, namespace: &str, name: &str) -> Option<String> {
-        let mut matches = self
-            .pods
-            .iter()
-            .filter(|(_, pod)| pod.namespace == namespace && pod.name == name);
+        let mut matches = self.pods.iter().filter(|(_, pod)| pod.namespace == namespace && pod.name == name);
         let (uid, _) = matches.next()?;
         matches.next().is_none().then(|| uid.clone())
     }
@@ -344,10 +302,7 @@ fn parse_container_link_name(name: &str) -> Option<(&str, &str, &str, &str)> {
     let (pod_name, rest) = stem.split_once('_')?;
     let (namespace, rest) = rest.split_once('_')?;
     let (container, id) = rest.rsplit_once('-')?;
-    let valid = !pod_name.is_empty()
-        && !namespace.is_empty()
-        && is_container_name(container)
-        && is_container_id(id);
+    let valid = !pod_name.is_empty() && !namespace.is_empty() && is_container_name(container) && is_container_id(id);
     valid.then_some((pod_name, namespace, container, id))
 }
 
@@ -360,25 +315,18 @@ fn docker_id_from_log_target(target: &Path) -> Option<&str> {
 
 /// Container IDs of containerd, CRI-O and Docker: 64 lowercase hex digits.
 fn is_container_id(id: &str) -> bool {
-    id.len() == 64
-        && id
-            .bytes()
-            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    id.len() == 64 && id.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Container names are RFC 1123 DNS labels: at most 63 lowercase letters,
 /// digits and dashes, starting and ending with a letter or digit.
 fn is_container_name(name: &str) -> bool {
     let bytes = name.as_bytes();
-    let edge_ok = |byte: Option<&u8>| {
-        byte.is_some_and(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
-    };
+    let edge_ok = |byte: Option<&u8>| byte.is_some_and(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit());
     name.len() <= 63
         && edge_ok(bytes.first())
         && edge_ok(bytes.last())
-        && bytes
-            .iter()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'-')
+        && bytes.iter().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'-')
 }
 
 #[cfg(test)]

@@ -24,39 +24,30 @@ impl TempDir {
     fn new(label: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "chokepoint-identity-{label}-{}-{unique}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&path)
-            .unwrap_or_else(|error| panic!("creating {} failed: {error}", path.display()));
+        let path = std::env::temp_dir().join(format!("chokepoint-identity-{label}-{}-{unique}", std::process::id()));
+        fs::create_dir_all(&path).unwrap_or_else(|error| panic!("creating {} failed: {error}", path.display()));
         Self(path)
     }
 
     /// Creates `relative` (and its parents) as a folder.
     fn folder(&self, relative: &str) -> PathBuf {
         let path = self.0.join(relative);
-        fs::create_dir_all(&path)
-            .unwrap_or_else(|error| panic!("creating {} failed: {error}", path.display()));
+        fs::create_dir_all(&path).unwrap_or_else(|error| panic!("creating {} failed: {error}", path.display()));
         path
     }
 
     /// Creates `relative` as a file, with its parent folders.
     fn file(&self, relative: &str) -> PathBuf {
         let path = self.0.join(relative);
-        fs::create_dir_all(path.parent().expect("relative path has a parent"))
-            .expect("creating parent folders");
-        fs::write(&path, "log line\n")
-            .unwrap_or_else(|error| panic!("writing {} failed: {error}", path.display()));
+        fs::create_dir_all(path.parent().expect("relative path has a parent")).expect("creating parent folders");
+        fs::write(&path, "log line\n").unwrap_or_else(|error| panic!("writing {} failed: {error}", path.display()));
         path
     }
 
     fn link(&self, relative: &str, target: &str) {
         let path = self.0.join(relative);
-        fs::create_dir_all(path.parent().expect("relative path has a parent"))
-            .expect("creating parent folders");
-        symlink(target, &path)
-            .unwrap_or_else(|error| panic!("linking {} failed: {error}", path.display()));
+        fs::create_dir_all(path.parent().expect("relative path has a parent")).expect("creating parent folders");
+        symlink(target, &path).unwrap_or_else(|error| panic!("linking {} failed: {error}", path.display()));
     }
 }
 
@@ -74,9 +65,7 @@ fn containerd_tree() -> TempDir {
     tree.file(&format!("shop_checkout-7d9f8c6b5-x2x4q_{UID}/app/0.log"));
     tree.file(&format!("shop_checkout-7d9f8c6b5-x2x4q_{UID}/app/1.log"));
     tree.file(&format!("shop_checkout-7d9f8c6b5-x2x4q_{UID}/envoy/0.log"));
-    tree.file(&format!(
-        "shop_checkout-7d9f8c6b5-x2x4q_{UID}/init-schema/0.log"
-    ));
+    tree.file(&format!("shop_checkout-7d9f8c6b5-x2x4q_{UID}/init-schema/0.log"));
     tree.file(&format!("kube-system_etcd-node-1_{STATIC_UID}/etcd/0.log"));
     tree
 }
@@ -88,12 +77,7 @@ fn scan_maps_uid_to_names() {
     let directory = PodDirectory::scan(&tree.0).expect("scan of a readable tree");
 
     assert_eq!(directory.pod_count(), 2);
-    assert_eq!(
-        directory.skipped_count(),
-        0,
-        "{:?}",
-        directory.skipped_examples()
-    );
+    assert_eq!(directory.skipped_count(), 0, "{:?}", directory.skipped_examples());
     let pod = directory.pod(UID).expect("pod by UID");
     assert_eq!(pod.namespace, "shop");
     assert_eq!(pod.name, "checkout-7d9f8c6b5-x2x4q");
@@ -106,9 +90,7 @@ fn scan_finds_static_pod() {
 
     let directory = PodDirectory::scan(&tree.0).expect("scan of a readable tree");
 
-    let pod = directory
-        .pod(STATIC_UID)
-        .expect("static pod by its 32-digit UID");
+    let pod = directory.pod(STATIC_UID).expect("static pod by its 32-digit UID");
     assert_eq!(pod.namespace, "kube-system");
     assert_eq!(pod.name, "etcd-node-1");
     assert_eq!(pod.containers, ["etcd"]);
@@ -121,34 +103,17 @@ fn scan_skips_odd_entries() {
     tree.folder("no-underscores-here");
     tree.folder("shop_web_not-a-uid");
     tree.folder(&format!("_missing-namespace_{OTHER_UID}"));
-    tree.folder(&format!(
-        "shop_checkout-7d9f8c6b5-x2x4q_{UID}/Not_A_Container"
-    ));
+    tree.folder(&format!("shop_checkout-7d9f8c6b5-x2x4q_{UID}/Not_A_Container"));
     tree.file(&format!("shop_checkout-7d9f8c6b5-x2x4q_{UID}/stray.txt"));
 
     let directory = PodDirectory::scan(&tree.0).expect("scan of a readable tree");
 
     assert_eq!(directory.pod_count(), 2);
-    assert_eq!(
-        directory.skipped_count(),
-        6,
-        "{:?}",
-        directory.skipped_examples()
-    );
-    assert_eq!(
-        directory.pod(UID).expect("pod by UID").containers,
-        ["app", "envoy", "init-schema"]
-    );
-    let reasons: Vec<&str> = directory
-        .skipped_examples()
-        .iter()
-        .map(|entry| entry.reason.as_str())
-        .collect();
+    assert_eq!(directory.skipped_count(), 6, "{:?}", directory.skipped_examples());
+    assert_eq!(directory.pod(UID).expect("pod by UID").containers, ["app", "envoy", "init-schema"]);
+    let reasons: Vec<&str> = directory.skipped_examples().iter().map(|entry| entry.reason.as_str()).collect();
     assert!(reasons.contains(&"not a folder"), "{reasons:?}");
-    assert!(
-        reasons.contains(&"folder name is not <namespace>_<pod>_<uid>"),
-        "{reasons:?}"
-    );
+    assert!(reasons.contains(&"folder name is not <namespace>_<pod>_<uid>"), "{reasons:?}");
 }
 
 #[test]
@@ -190,9 +155,7 @@ fn scan_tolerates_unreadable_pod_folder() {
     let directory = PodDirectory::scan(&tree.0).expect("scan of a readable root");
     fs::set_permissions(&pod_folder, fs::Permissions::from_mode(0o755)).expect("chmod 755");
 
-    let pod = directory
-        .pod(UID)
-        .expect("pod still known by its folder name");
+    let pod = directory.pod(UID).expect("pod still known by its folder name");
     assert_eq!(pod.name, "checkout-7d9f8c6b5-x2x4q");
     assert!(pod.containers.is_empty());
     assert_eq!(directory.skipped_count(), 1);
@@ -201,25 +164,17 @@ fn scan_tolerates_unreadable_pod_folder() {
 fn running_as_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .map(|status| {
-            status
-                .lines()
-                .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(2) == Some("0"))
+            status.lines().any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(2) == Some("0"))
         })
         .unwrap_or(false)
 }
 
 #[test]
 fn pod_folder_name_split_from_ends() {
-    assert_eq!(
-        parse_pod_folder_name(&format!("default_web-0_{UID}")),
-        Some(("default", "web-0", UID))
-    );
+    assert_eq!(parse_pod_folder_name(&format!("default_web-0_{UID}")), Some(("default", "web-0", UID)));
     // Not a valid pod name, but the UID and namespace still come from
     // the ends and the middle stays whole.
-    assert_eq!(
-        parse_pod_folder_name(&format!("default_odd_name_{UID}")),
-        Some(("default", "odd_name", UID))
-    );
+    assert_eq!(parse_pod_folder_name(&format!("default_odd_name_{UID}")), Some(("default", "odd_name", UID)));
     assert_eq!(parse_pod_folder_name(&format!("default_{UID}")), None);
     assert_eq!(parse_pod_folder_name(&format!("default__{UID}")), None);
     assert_eq!(parse_pod_folder_name("default_web-0_123"), None);
@@ -228,20 +183,12 @@ fn pod_folder_name_split_from_ends() {
 #[test]
 fn container_link_names() {
     assert_eq!(
-        parse_container_link_name(&format!(
-            "checkout-7d9f8c6b5-x2x4q_shop_init-schema-{APP_ID}.log"
-        )),
+        parse_container_link_name(&format!("checkout-7d9f8c6b5-x2x4q_shop_init-schema-{APP_ID}.log")),
         Some(("checkout-7d9f8c6b5-x2x4q", "shop", "init-schema", APP_ID))
     );
-    assert_eq!(
-        parse_container_link_name(&format!("web_default_app-{APP_ID}.txt")),
-        None
-    );
+    assert_eq!(parse_container_link_name(&format!("web_default_app-{APP_ID}.txt")), None);
     assert_eq!(parse_container_link_name("web_default_app-1234.log"), None);
-    assert_eq!(
-        parse_container_link_name(&format!("web_app-{APP_ID}.log")),
-        None
-    );
+    assert_eq!(parse_container_link_name(&format!("web_app-{APP_ID}.log")), None);
 }
 
 #[test]
@@ -271,19 +218,11 @@ fn identify_pod_level_and_conmon() {
     let tree = containerd_tree();
     let directory = PodDirectory::scan(&tree.0).expect("scan of a readable tree");
 
-    for path in [
-        format!("/kubepods/burstable/pod{UID}"),
-        format!("/kubepods/burstable/pod{UID}/crio-conmon-{APP_ID}"),
-    ] {
-        let identity = directory
-            .identify(&path)
-            .unwrap_or_else(|| panic!("{path} is a pod cgroup"));
+    for path in [format!("/kubepods/burstable/pod{UID}"), format!("/kubepods/burstable/pod{UID}/crio-conmon-{APP_ID}")]
+    {
+        let identity = directory.identify(&path).unwrap_or_else(|| panic!("{path} is a pod cgroup"));
 
-        assert_eq!(
-            identity.pod.as_deref(),
-            Some("checkout-7d9f8c6b5-x2x4q"),
-            "{path}"
-        );
+        assert_eq!(identity.pod.as_deref(), Some("checkout-7d9f8c6b5-x2x4q"), "{path}");
         assert_eq!(identity.container, None, "{path}");
         assert_eq!(identity.container_id, None, "{path}");
     }
@@ -294,9 +233,7 @@ fn identify_static_pod_guaranteed() {
     let tree = containerd_tree();
     let directory = PodDirectory::scan(&tree.0).expect("scan of a readable tree");
 
-    let identity = directory
-        .identify(&format!("/kubepods/pod{STATIC_UID}/{APP_ID}/nested"))
-        .expect("a pod cgroup");
+    let identity = directory.identify(&format!("/kubepods/pod{STATIC_UID}/{APP_ID}/nested")).expect("a pod cgroup");
 
     assert_eq!(identity.namespace.as_deref(), Some("kube-system"));
     assert_eq!(identity.pod.as_deref(), Some("etcd-node-1"));
@@ -309,9 +246,7 @@ fn identify_unknown_pod_keeps_uid() {
     let tree = containerd_tree();
     let directory = PodDirectory::scan(&tree.0).expect("scan of a readable tree");
 
-    let identity = directory
-        .identify(&format!("/kubepods/besteffort/pod{OTHER_UID}/{APP_ID}"))
-        .expect("a pod cgroup");
+    let identity = directory.identify(&format!("/kubepods/besteffort/pod{OTHER_UID}/{APP_ID}")).expect("a pod cgroup");
 
     assert_eq!(identity.pod_uid, OTHER_UID);
     assert_eq!(identity.qos, QosClass::BestEffort);
@@ -324,12 +259,7 @@ fn identify_non_pod_cgroups() {
     let tree = containerd_tree();
     let directory = PodDirectory::scan(&tree.0).expect("scan of a readable tree");
 
-    for path in [
-        "/",
-        "/system.slice/containerd.service",
-        "/user.slice",
-        "/kubepods/burstable",
-    ] {
+    for path in ["/", "/system.slice/containerd.service", "/user.slice", "/kubepods/burstable"] {
         assert_eq!(directory.identify(path), None, "{path}");
     }
 }
@@ -338,10 +268,7 @@ fn identify_non_pod_cgroups() {
 fn cri_dockerd_symlinks_name_containers() {
     let tree = TempDir::new("cri-dockerd");
     let pod_folder = format!("default_web-0_{UID}");
-    tree.link(
-        &format!("{pod_folder}/app/0.log"),
-        &format!("/var/lib/docker/containers/{APP_ID}/{APP_ID}-json.log"),
-    );
+    tree.link(&format!("{pod_folder}/app/0.log"), &format!("/var/lib/docker/containers/{APP_ID}/{APP_ID}-json.log"));
     tree.link(
         &format!("{pod_folder}/sidecar/2.log"),
         &format!("/var/lib/docker/containers/{SIDECAR_ID}/{SIDECAR_ID}-json.log"),
@@ -350,28 +277,14 @@ fn cri_dockerd_symlinks_name_containers() {
     tree.link(&format!("{pod_folder}/sidecar/1.log"), "/tmp/elsewhere.log");
 
     let directory = PodDirectory::scan(&tree.0).expect("scan of a readable tree");
-    let app = directory
-        .identify(&format!(
-            "/kubepods/burstable/pod{UID}/docker-{APP_ID}.scope"
-        ))
-        .expect("a pod cgroup");
-    let sidecar = directory
-        .identify(&format!("/kubepods/burstable/pod{UID}/{SIDECAR_ID}"))
-        .expect("a pod cgroup");
+    let app = directory.identify(&format!("/kubepods/burstable/pod{UID}/docker-{APP_ID}.scope")).expect("a pod cgroup");
+    let sidecar = directory.identify(&format!("/kubepods/burstable/pod{UID}/{SIDECAR_ID}")).expect("a pod cgroup");
 
-    assert_eq!(
-        directory.pod(UID).expect("pod by UID").containers,
-        ["app", "sidecar"]
-    );
+    assert_eq!(directory.pod(UID).expect("pod by UID").containers, ["app", "sidecar"]);
     assert_eq!(app.container.as_deref(), Some("app"));
     assert_eq!(app.runtime, Some(ContainerRuntime::Docker));
     assert_eq!(sidecar.container.as_deref(), Some("sidecar"));
-    assert_eq!(
-        directory.skipped_count(),
-        0,
-        "{:?}",
-        directory.skipped_examples()
-    );
+    assert_eq!(directory.skipped_count(), 0, "{:?}", directory.skipped_examples());
 }
 
 #[test]
@@ -389,31 +302,19 @@ fn container_links_name_containers() {
         &format!("checkout-7d9f8c6b5-x2x4q_shop_envoy-{SIDECAR_ID}.log"),
         &format!("/var/lib/docker/containers/{SIDECAR_ID}/{SIDECAR_ID}-json.log"),
     );
-    links.link(
-        &format!("gone-pod_shop_app-{}.log", "1".repeat(64)),
-        "/var/log/pods/missing/app/0.log",
-    );
+    links.link(&format!("gone-pod_shop_app-{}.log", "1".repeat(64)), "/var/log/pods/missing/app/0.log");
     links.file("README");
 
     let mut directory = PodDirectory::scan(&pods.0).expect("scan of a readable tree");
-    directory
-        .add_container_links(&links.0)
-        .expect("links folder is readable");
+    directory.add_container_links(&links.0).expect("links folder is readable");
     let app = directory
         .identify(&format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_SYSTEMD}.slice/cri-containerd-{APP_ID}.scope"))
         .expect("a pod cgroup");
-    let envoy = directory
-        .identify(&format!("/kubepods/burstable/pod{UID}/{SIDECAR_ID}"))
-        .expect("a pod cgroup");
+    let envoy = directory.identify(&format!("/kubepods/burstable/pod{UID}/{SIDECAR_ID}")).expect("a pod cgroup");
 
     assert_eq!(app.container.as_deref(), Some("app"));
     assert_eq!(envoy.container.as_deref(), Some("envoy"));
-    assert_eq!(
-        directory.skipped_count(),
-        2,
-        "{:?}",
-        directory.skipped_examples()
-    );
+    assert_eq!(directory.skipped_count(), 2, "{:?}", directory.skipped_examples());
 }
 
 #[test]
@@ -422,10 +323,7 @@ fn load_reads_both_folders() {
     let links = TempDir::new("load-links");
     links.link(
         &format!("checkout-7d9f8c6b5-x2x4q_shop_app-{APP_ID}.log"),
-        &format!(
-            "{}/shop_checkout-7d9f8c6b5-x2x4q_{UID}/app/0.log",
-            pods.0.display()
-        ),
+        &format!("{}/shop_checkout-7d9f8c6b5-x2x4q_{UID}/app/0.log", pods.0.display()),
     );
     let mut directory = PodDirectory::scan(&pods.0).expect("the pod folder is readable");
     directory.add_container_links(&links.0).expect("the links folder is readable");
@@ -453,10 +351,7 @@ fn sources_default_to_kubelet_folders() {
     let sources = PodLogSources::default();
 
     assert_eq!(sources.pod_log_dir, Path::new("/var/log/pods"));
-    assert_eq!(
-        sources.container_log_dir.as_deref(),
-        Some(Path::new("/var/log/containers"))
-    );
+    assert_eq!(sources.container_log_dir.as_deref(), Some(Path::new("/var/log/containers")));
 }
 
 #[test]
@@ -465,19 +360,12 @@ fn container_name_requires_same_pod() {
     let links = TempDir::new("foreign-link");
     links.link(
         &format!("checkout-7d9f8c6b5-x2x4q_shop_app-{APP_ID}.log"),
-        &format!(
-            "{}/shop_checkout-7d9f8c6b5-x2x4q_{UID}/app/0.log",
-            pods.0.display()
-        ),
+        &format!("{}/shop_checkout-7d9f8c6b5-x2x4q_{UID}/app/0.log", pods.0.display()),
     );
     let mut directory = PodDirectory::scan(&pods.0).expect("scan of a readable tree");
-    directory
-        .add_container_links(&links.0)
-        .expect("links folder is readable");
+    directory.add_container_links(&links.0).expect("links folder is readable");
 
-    let identity = directory
-        .identify(&format!("/kubepods/burstable/pod{OTHER_UID}/{APP_ID}"))
-        .expect("a pod cgroup");
+    let identity = directory.identify(&format!("/kubepods/burstable/pod{OTHER_UID}/{APP_ID}")).expect("a pod cgroup");
 
     assert_eq!(identity.container, None);
     assert_eq!(identity.container_id.as_deref(), Some(APP_ID));

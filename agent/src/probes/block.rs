@@ -19,12 +19,9 @@ pub struct BlockMaps {
 
 impl BlockMaps {
     pub(super) fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        let map = ebpf
-            .take_map(BLOCK_LATENCY_MAP)
-            .with_context(|| format!("probe object has no map {BLOCK_LATENCY_MAP}"))?;
-        Ok(Self {
-            latency: BpfHashMap::try_from(map)?,
-        })
+        let map =
+            ebpf.take_map(BLOCK_LATENCY_MAP).with_context(|| format!("probe object has no map {BLOCK_LATENCY_MAP}"))?;
+        Ok(Self { latency: BpfHashMap::try_from(map)? })
     }
 
     /// Cumulative request latency per blkcg and device.

@@ -32,10 +32,7 @@ impl ConnectMaps {
         let pending = ebpf
             .take_map(CONNECT_PENDING_MAP)
             .with_context(|| format!("probe object has no map {CONNECT_PENDING_MAP}"))?;
-        Ok(Self {
-            counters: BpfHashMap::try_from(counters)?,
-            pending: BpfHashMap::try_from(pending)?,
-        })
+        Ok(Self { counters: BpfHashMap::try_from(counters)?, pending: BpfHashMap::try_from(pending)? })
     }
 
     /// Cumulative counters per (cgroup, destination).
@@ -51,9 +48,7 @@ impl ConnectMaps {
             .pending
             .iter()
             .flatten()
-            .filter(|(_, pending)| {
-                Duration::from_nanos(now.saturating_sub(pending.started_ns)) > STALE_PENDING
-            })
+            .filter(|(_, pending)| Duration::from_nanos(now.saturating_sub(pending.started_ns)) > STALE_PENDING)
             .map(|(sock, _)| sock)
             .collect();
         for sock in stale {
@@ -63,12 +58,7 @@ impl ConnectMaps {
 
     /// Removes every destination entry of a deleted cgroup.
     pub fn remove(&mut self, cgroup: CgroupId) {
-        let keys: Vec<ConnectKey> = self
-            .counters
-            .keys()
-            .flatten()
-            .filter(|key| key.cgroup == cgroup)
-            .collect();
+        let keys: Vec<ConnectKey> = self.counters.keys().flatten().filter(|key| key.cgroup == cgroup).collect();
         for key in keys {
             // The entry may already be gone; nothing to do then.
             let _ = self.counters.remove(&key);

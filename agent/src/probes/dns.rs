@@ -3,9 +3,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use agent_common::dns::{
-    DNS_COUNTERS_MAP, DNS_PENDING_MAP, DnsCounters, DnsPendingQuery, DnsQueryKey,
-};
+use agent_common::dns::{DNS_COUNTERS_MAP, DNS_PENDING_MAP, DnsCounters, DnsPendingQuery, DnsQueryKey};
 use anyhow::Context as _;
 use aya::{
     Ebpf,
@@ -21,16 +19,11 @@ pub struct DnsMaps {
 
 impl DnsMaps {
     pub(super) fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        let counters = ebpf
-            .take_map(DNS_COUNTERS_MAP)
-            .with_context(|| format!("probe object has no map {DNS_COUNTERS_MAP}"))?;
-        let pending = ebpf
-            .take_map(DNS_PENDING_MAP)
-            .with_context(|| format!("probe object has no map {DNS_PENDING_MAP}"))?;
-        Ok(Self {
-            counters: PerCpuHashMap::try_from(counters)?,
-            pending: BpfHashMap::try_from(pending)?,
-        })
+        let counters =
+            ebpf.take_map(DNS_COUNTERS_MAP).with_context(|| format!("probe object has no map {DNS_COUNTERS_MAP}"))?;
+        let pending =
+            ebpf.take_map(DNS_PENDING_MAP).with_context(|| format!("probe object has no map {DNS_PENDING_MAP}"))?;
+        Ok(Self { counters: PerCpuHashMap::try_from(counters)?, pending: BpfHashMap::try_from(pending)? })
     }
 
     /// Cumulative DNS counters per cgroup, summed over CPUs.

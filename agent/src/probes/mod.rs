@@ -16,10 +16,10 @@ use std::{fs::File, path::Path, time::Duration};
 
 use agent_common::{
     block::{BLOCK_LATENCY_MAP, BLOCK_STARTED_MAP},
-    iowait::IOWAIT_TOTAL_MAP,
-    kernel::KERNEL_OFFSETS_SYMBOL,
     connect::{CONNECT_COUNTERS_MAP, CONNECT_PENDING_MAP},
     dns::{DNS_CONFIG_SYMBOL, DNS_COUNTERS_MAP, DNS_PENDING_MAP, DnsConfig},
+    iowait::IOWAIT_TOTAL_MAP,
+    kernel::KERNEL_OFFSETS_SYMBOL,
     probe::{PROBE_STATS_MAP, ProbeStats},
     runqueue::{RUNQ_LATENCY_MAP, RUNQ_NEIGHBOURS_MAP, THREAD_SLOTS_MASK_SYMBOL, THREAD_WAITS_MAP},
     throttle::THROTTLE_DELAY_MAP,
@@ -113,7 +113,9 @@ impl Probes {
     pub fn load(settings: &ProbeSettings<'_>) -> anyhow::Result<Self> {
         let sizes = settings.sizes;
         if PROBE_OBJECT.is_empty() {
-            bail!("this agent was built with AYA_BUILD_SKIP set, so it has no probes; rebuild it without that variable");
+            bail!(
+                "this agent was built with AYA_BUILD_SKIP set, so it has no probes; rebuild it without that variable"
+            );
         }
         let btf = match settings.btf_file {
             Some(path) => KernelBtf::from_file(path)?,
@@ -163,10 +165,15 @@ impl Probes {
             .iter()
             .map(|spec| {
                 let skipped = match (spec.signal, &sock_offsets, settings.cgroup_v2_root) {
-                    (Signal::BlockLatency, ..) if offsets.block_unavailable.is_some() => offsets.block_unavailable.clone(),
-                    (Signal::TcpConnect, Err(reason), _) => Some(format!("kernel BTF lacks a struct sock field: {reason}")),
+                    (Signal::BlockLatency, ..) if offsets.block_unavailable.is_some() => {
+                        offsets.block_unavailable.clone()
+                    }
+                    (Signal::TcpConnect, Err(reason), _) => {
+                        Some(format!("kernel BTF lacks a struct sock field: {reason}"))
+                    }
                     (Signal::Dns, _, None) => Some(
-                        "packets carry only cgroup v2 ids, and this host identifies tasks by their v1 cpu cgroup".to_owned(),
+                        "packets carry only cgroup v2 ids, and this host identifies tasks by their v1 cpu cgroup"
+                            .to_owned(),
                     ),
                     _ => attach(&mut ebpf, spec, settings.cgroup_v2_root).err().map(|error| format!("{error:#}")),
                 };
@@ -185,40 +192,19 @@ impl Probes {
             .collect::<Vec<_>>();
 
         let scheduler = signal_attached(&states, Signal::RunQueue);
-        let runqueue = scheduler
-            .then(|| runqueue::RunQueueMaps::take(&mut ebpf))
-            .transpose()?;
-        let throttle_delay = scheduler
-            .then(|| WaitTotalMap::take(&mut ebpf, THROTTLE_DELAY_MAP))
-            .transpose()?;
-        let iowait = scheduler
-            .then(|| WaitTotalMap::take(&mut ebpf, IOWAIT_TOTAL_MAP))
-            .transpose()?;
-        let block = signal_attached(&states, Signal::BlockLatency)
-            .then(|| block::BlockMaps::take(&mut ebpf))
-            .transpose()?;
-        let dns = signal_attached(&states, Signal::Dns)
-            .then(|| dns::DnsMaps::take(&mut ebpf))
-            .transpose()?;
-        let connect = signal_attached(&states, Signal::TcpConnect)
-            .then(|| connect::ConnectMaps::take(&mut ebpf))
-            .transpose()?;
+        let runqueue = scheduler.then(|| runqueue::RunQueueMaps::take(&mut ebpf)).transpose()?;
+        let throttle_delay = scheduler.then(|| WaitTotalMap::take(&mut ebpf, THROTTLE_DELAY_MAP)).transpose()?;
+        let iowait = scheduler.then(|| WaitTotalMap::take(&mut ebpf, IOWAIT_TOTAL_MAP)).transpose()?;
+        let block =
+            signal_attached(&states, Signal::BlockLatency).then(|| block::BlockMaps::take(&mut ebpf)).transpose()?;
+        let dns = signal_attached(&states, Signal::Dns).then(|| dns::DnsMaps::take(&mut ebpf)).transpose()?;
+        let connect =
+            signal_attached(&states, Signal::TcpConnect).then(|| connect::ConnectMaps::take(&mut ebpf)).transpose()?;
         let probe_stats = PerCpuArray::try_from(
-            ebpf.take_map(PROBE_STATS_MAP)
-                .with_context(|| format!("probe object has no map {PROBE_STATS_MAP}"))?,
+            ebpf.take_map(PROBE_STATS_MAP).with_context(|| format!("probe object has no map {PROBE_STATS_MAP}"))?,
         )?;
 
-        Ok(Self {
-            ebpf,
-            states,
-            runqueue,
-            throttle_delay,
-            iowait,
-            block,
-            dns,
-            connect,
-            probe_stats,
-        })
+        Ok(Self { ebpf, states, runqueue, throttle_delay, iowait, block, dns, connect, probe_stats })
     }
 
     /// Events handled and lost by each probe, and its run time when the
@@ -250,23 +236,17 @@ impl Probes {
 }
 
 fn signal_attached(states: &[ProbeState], signal: Signal) -> bool {
-    states
-        .iter()
-        .filter(|state| state.spec.signal == signal)
-        .all(|state| state.skipped.is_none())
+    states.iter().filter(|state| state.spec.signal == signal).all(|state| state.skipped.is_none())
 }
 
 fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec, cgroup_v2_root: Option<&Path>) -> anyhow::Result<()> {
-    let program = ebpf
-        .program_mut(spec.program)
-        .with_context(|| format!("probe object has no program {}", spec.program))?;
+    let program =
+        ebpf.program_mut(spec.program).with_context(|| format!("probe object has no program {}", spec.program))?;
     match spec.hook {
         Hook::RawTracepoint(tracepoint) => {
             let program: &mut RawTracePoint = program.try_into()?;
             program.load().context("loading failed (verifier log above, if any)")?;
-            program
-                .attach(tracepoint)
-                .with_context(|| format!("attaching to raw tracepoint {tracepoint} failed"))?;
+            program.attach(tracepoint).with_context(|| format!("attaching to raw tracepoint {tracepoint} failed"))?;
         }
         Hook::CgroupSkbIngress | Hook::CgroupSkbEgress => {
             let attach_type = match spec.hook {
@@ -282,14 +262,12 @@ fn attach(ebpf: &mut Ebpf, spec: &ProbeSpec, cgroup_v2_root: Option<&Path>) -> a
             // always runs next to other programs on the root (a CNI, another
             // agent). The kernel rejects link flags, so the mode must be
             // Single (flags 0). Older kernels get an exclusive attachment.
-            program
-                .attach(&root, attach_type, CgroupAttachMode::Single)
-                .with_context(|| {
-                    format!(
-                        "attaching to the cgroup v2 root {} failed; cgroup_skb programs need CAP_NET_ADMIN",
-                        cgroup_v2_root.display()
-                    )
-                })?;
+            program.attach(&root, attach_type, CgroupAttachMode::Single).with_context(|| {
+                format!(
+                    "attaching to the cgroup v2 root {} failed; cgroup_skb programs need CAP_NET_ADMIN",
+                    cgroup_v2_root.display()
+                )
+            })?;
         }
     }
     Ok(())

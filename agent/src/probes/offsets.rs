@@ -25,9 +25,7 @@ pub struct FoundOffsets {
 /// CFS bandwidth control measures no throttle delay.
 pub fn kernel_offsets(btf: &KernelBtf, hierarchy: Hierarchy) -> anyhow::Result<FoundOffsets> {
     // Linux 5.14 renamed task_struct.state (long) to __state (unsigned int).
-    let state = btf
-        .member_offset("task_struct", "__state")
-        .or_else(|_| btf.member_offset("task_struct", "state"))?;
+    let state = btf.member_offset("task_struct", "__state").or_else(|_| btf.member_offset("task_struct", "state"))?;
     let in_iowait = btf.member_offset("task_struct", "in_iowait")?;
     let mut offsets = KernelOffsets {
         task_pid: btf.member_offset("task_struct", "pid")?.byte_offset,
@@ -52,10 +50,7 @@ pub fn kernel_offsets(btf: &KernelBtf, hierarchy: Hierarchy) -> anyhow::Result<F
     let block_unavailable = set_block_offsets(btf, &mut offsets)
         .err()
         .map(|error| format!("{error}; block request latency needs Linux 5.15 or later"));
-    Ok(FoundOffsets {
-        offsets,
-        block_unavailable,
-    })
+    Ok(FoundOffsets { offsets, block_unavailable })
 }
 
 /// Tells whether `sched_switch` passes `prev_state` (Linux 5.18 and later)

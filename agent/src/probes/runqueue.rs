@@ -22,10 +22,7 @@ pub struct RunQueueMaps {
 
 impl RunQueueMaps {
     pub(super) fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        let mut take = |name: &str| {
-            ebpf.take_map(name)
-                .with_context(|| format!("probe object has no map {name}"))
-        };
+        let mut take = |name: &str| ebpf.take_map(name).with_context(|| format!("probe object has no map {name}"));
         Ok(Self {
             latency: PerCpuHashMap::try_from(take(RUNQ_LATENCY_MAP)?)?,
             neighbours: PerCpuHashMap::try_from(take(RUNQ_NEIGHBOURS_MAP)?)?,
@@ -46,23 +43,15 @@ impl RunQueueMaps {
 
     /// Cumulative wait, in nanoseconds, per (waiter, runner) cgroup pair.
     pub fn read_neighbours(&self) -> HashMap<NeighbourKey, u64> {
-        self.neighbours
-            .iter()
-            .flatten()
-            .map(|(key, per_cpu)| (key, per_cpu.iter().sum()))
-            .collect()
+        self.neighbours.iter().flatten().map(|(key, per_cpu)| (key, per_cpu.iter().sum())).collect()
     }
 
     /// Removes a deleted cgroup's entries so the maps do not fill up.
     pub fn remove(&mut self, cgroup: CgroupId) {
         // An entry may already be gone; nothing to do then.
         let _ = self.latency.remove(&cgroup);
-        let pairs: Vec<NeighbourKey> = self
-            .neighbours
-            .keys()
-            .flatten()
-            .filter(|key| key.waiter == cgroup || key.runner == cgroup)
-            .collect();
+        let pairs: Vec<NeighbourKey> =
+            self.neighbours.keys().flatten().filter(|key| key.waiter == cgroup || key.runner == cgroup).collect();
         for key in pairs {
             let _ = self.neighbours.remove(&key);
         }

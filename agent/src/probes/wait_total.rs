@@ -19,12 +19,8 @@ pub struct WaitTotalMap {
 
 impl WaitTotalMap {
     pub(super) fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<Self> {
-        let map = ebpf
-            .take_map(name)
-            .with_context(|| format!("probe object has no map {name}"))?;
-        Ok(Self {
-            map: PerCpuHashMap::try_from(map)?,
-        })
+        let map = ebpf.take_map(name).with_context(|| format!("probe object has no map {name}"))?;
+        Ok(Self { map: PerCpuHashMap::try_from(map)? })
     }
 
     /// Cumulative totals per cgroup, summed over CPUs.

@@ -29,10 +29,7 @@ pub struct IoWaitReport {
 
 impl ThrottleReport {
     pub fn new(evidence: &Evidence) -> Self {
-        Self {
-            evidence: evidence.throttle,
-            delay_share_of_runnable_time: evidence.throttle_delay_share(),
-        }
+        Self { evidence: evidence.throttle, delay_share_of_runnable_time: evidence.throttle_delay_share() }
     }
 
     /// Appends the evidence lines; writing to a String cannot fail.
@@ -42,9 +39,7 @@ impl ThrottleReport {
             let _ = writeln!(text, "  CFS throttling  none: no CPU limit");
             return;
         };
-        let ratio = throttle
-            .throttled_ratio
-            .map_or_else(|| "n/a".to_owned(), |ratio| format!("{:.0}%", ratio * 100.0));
+        let ratio = throttle.throttled_ratio.map_or_else(|| "n/a".to_owned(), |ratio| format!("{:.0}%", ratio * 100.0));
         let wall_clock = throttle
             .throttled_wall_clock_ratio
             .map_or_else(|| "n/a".to_owned(), |ratio| format!("{:.0}%", ratio * 100.0));
@@ -67,10 +62,7 @@ impl ThrottleReport {
 
 impl IoWaitReport {
     pub fn new(evidence: &Evidence) -> Self {
-        Self {
-            evidence: evidence.iowait,
-            share_of_busy_time: evidence.iowait_share(),
-        }
+        Self { evidence: evidence.iowait, share_of_busy_time: evidence.iowait_share() }
     }
 
     /// Appends the evidence line; writing to a String cannot fail.
@@ -91,11 +83,7 @@ mod tests {
 
     #[test]
     fn throttle_lines_name_both_ratios() {
-        let mut evidence = Evidence {
-            window_seconds: 10.0,
-            cpu_used_cores: Some(0.06),
-            ..Evidence::default()
-        };
+        let mut evidence = Evidence { window_seconds: 10.0, cpu_used_cores: Some(0.06), ..Evidence::default() };
         evidence.throttle = ThrottleEvidence {
             cfs_period_seconds: Some(0.1),
             periods: Some(60),
@@ -110,7 +98,10 @@ mod tests {
 
         ThrottleReport::new(&evidence).write_text(&mut text);
 
-        assert!(text.contains("40 of 60 periods in which it ran were throttled (67%); 40% of all 100.0 ms periods"), "{text}");
+        assert!(
+            text.contains("40 of 60 periods in which it ran were throttled (67%); 40% of all 100.0 ms periods"),
+            "{text}"
+        );
         assert!(text.contains("throttled time 3.60 s summed over CPUs"), "{text}");
     }
 

@@ -24,9 +24,7 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::dns_wire::{
-    self, Question, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED, RCODE_SERVFAIL,
-};
+use integration_tests::dns_wire::{self, Question, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED, RCODE_SERVFAIL};
 
 /// Upper bound on a TCP message the server reads (RFC 1035 allows 65535).
 const MAX_MESSAGE: usize = 65_535;

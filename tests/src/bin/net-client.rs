@@ -75,13 +75,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn dns_queries(transport: &str, server: SocketAddr, timeout: Duration, queries: &[&str]) -> std::io::Result<Vec<String>> {
+fn dns_queries(
+    transport: &str,
+    server: SocketAddr,
+    timeout: Duration,
+    queries: &[&str],
+) -> std::io::Result<Vec<String>> {
     let mut lines = Vec::new();
     // Transaction ids start from the pid so runs differ.
     let mut transaction_id = std::process::id() as u16;
     match transport {
         "udp" => {
-            let bind: SocketAddr = if server.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { (std::net::Ipv6Addr::LOCALHOST, 0).into() };
+            let bind: SocketAddr =
+                if server.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { (std::net::Ipv6Addr::LOCALHOST, 0).into() };
             let socket = UdpSocket::bind(bind)?;
             socket.connect(server)?;
             for query in queries {
@@ -245,11 +251,7 @@ fn connect_nonblocking(address: SocketAddr, wait: Duration) -> String {
     let started = Instant::now();
     // SAFETY: connect reads `length` bytes of a valid sockaddr.
     unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), length) };
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
+    let mut poll = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
     // SAFETY: poll on one valid pollfd.
     let ready = unsafe { libc::poll(&mut poll, 1, wait.as_millis() as i32) };
     let mut error: i32 = 0;

@@ -30,11 +30,9 @@ extern "C" fn on_sigusr1(_signal: libc::c_int) {
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
-    let (Some(mode), Some(address), Some(ready_file)) = (
-        args.first().map(String::as_str),
-        args.get(1).and_then(|text| text.parse::<SocketAddr>().ok()),
-        args.get(2),
-    ) else {
+    let (Some(mode), Some(address), Some(ready_file)) =
+        (args.first().map(String::as_str), args.get(1).and_then(|text| text.parse::<SocketAddr>().ok()), args.get(2))
+    else {
         return usage();
     };
     let listener = match TcpListener::bind(address) {

@@ -23,26 +23,32 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("busy") => {
             let threads = number(1).unwrap_or(1);
-            spawn_threads(threads, || loop {
-                hint::spin_loop();
+            spawn_threads(threads, || {
+                loop {
+                    hint::spin_loop();
+                }
             })
         }
         Some("wake-loop") => {
             let (Some(sleep_us), Some(work_us)) = (number(1), number(2)) else { return usage() };
             let threads = number(3).unwrap_or(1);
-            spawn_threads(threads, move || loop {
-                thread::sleep(Duration::from_micros(sleep_us));
-                spin_for(Duration::from_micros(work_us));
+            spawn_threads(threads, move || {
+                loop {
+                    thread::sleep(Duration::from_micros(sleep_us));
+                    spin_for(Duration::from_micros(work_us));
+                }
             })
         }
         Some("bursty") => {
             let (Some(burst_ms), Some(period_ms)) = (number(1), number(2)) else { return usage() };
             let threads = number(3).unwrap_or(1);
-            spawn_threads(threads, move || loop {
-                let start = Instant::now();
-                spin_for(Duration::from_millis(burst_ms));
-                let period = Duration::from_millis(period_ms);
-                thread::sleep(period.saturating_sub(start.elapsed()));
+            spawn_threads(threads, move || {
+                loop {
+                    let start = Instant::now();
+                    spin_for(Duration::from_millis(burst_ms));
+                    let period = Duration::from_millis(period_ms);
+                    thread::sleep(period.saturating_sub(start.elapsed()));
+                }
             })
         }
         Some("idle") => loop {
@@ -73,6 +79,8 @@ fn spin_for(duration: Duration) {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: workload busy THREADS | wake-loop SLEEP_US WORK_US [THREADS] | bursty BURST_MS PERIOD_MS [THREADS] | idle");
+    eprintln!(
+        "usage: workload busy THREADS | wake-loop SLEEP_US WORK_US [THREADS] | bursty BURST_MS PERIOD_MS [THREADS] | idle"
+    );
     ExitCode::from(2)
 }

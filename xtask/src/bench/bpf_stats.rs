@@ -94,11 +94,7 @@ fn parse_program_stats(listing: &Value) -> anyhow::Result<BTreeMap<u32, ProgramS
     let mut stats = BTreeMap::new();
     for program in programs {
         let id = json_u64(program, "id")?;
-        let name = program
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("(unnamed)")
-            .to_owned();
+        let name = program.get("name").and_then(Value::as_str).unwrap_or("(unnamed)").to_owned();
         // bpftool leaves the two counters out while they are zero.
         let run_count = program.get("run_cnt").map_or(Ok(0), |_| json_u64(program, "run_cnt"))?;
         let run_time_ns = program.get("run_time_ns").map_or(Ok(0), |_| json_u64(program, "run_time_ns"))?;
@@ -134,10 +130,7 @@ pub fn nanoseconds_per_event(before: &ProgramStats, after: &ProgramStats) -> Opt
 }
 
 fn json_u64(object: &Value, key: &str) -> anyhow::Result<u64> {
-    object
-        .get(key)
-        .and_then(Value::as_u64)
-        .with_context(|| format!("missing or non-integer field {key:?} in {object}"))
+    object.get(key).and_then(Value::as_u64).with_context(|| format!("missing or non-integer field {key:?} in {object}"))
 }
 
 fn bpftool_json(args: &[&str]) -> anyhow::Result<Value> {
@@ -166,7 +159,10 @@ mod tests {
     fn fdinfo_of_link_program_and_map() {
         let mut fds = BpfFds::default();
 
-        add_fdinfo(&mut fds, "pos:\t0\nflags:\t02000002\nlink_type:\traw_tracepoint\nlink_id:\t7\nprog_tag:\tabc\nprog_id:\t402\n");
+        add_fdinfo(
+            &mut fds,
+            "pos:\t0\nflags:\t02000002\nlink_type:\traw_tracepoint\nlink_id:\t7\nprog_tag:\tabc\nprog_id:\t402\n",
+        );
         add_fdinfo(&mut fds, "pos:\t0\nprog_type:\t17\nprog_jited:\t1\nprog_id:\t403\n");
         add_fdinfo(&mut fds, "pos:\t0\nmap_type:\t1\nkey_size:\t4\nmap_id:\t339\n");
         add_fdinfo(&mut fds, "pos:\t0\nflags:\t0100002\nmnt_id:\t25\n");

@@ -18,7 +18,8 @@ use super::guard::check_interrupted;
 /// Root of the cgroup v2 hierarchy, from `/proc/self/mountinfo`.
 pub fn cgroup2_root() -> anyhow::Result<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo failed")?;
-    find_cgroup2_mount(&mountinfo).context("no cgroup v2 hierarchy is mounted (no cgroup2 entry in /proc/self/mountinfo)")
+    find_cgroup2_mount(&mountinfo)
+        .context("no cgroup v2 hierarchy is mounted (no cgroup2 entry in /proc/self/mountinfo)")
 }
 
 fn find_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
@@ -42,11 +43,7 @@ impl CgroupTree {
     pub fn create(root: &Path, count: usize, worker: &mut dyn FnMut() -> Command) -> anyhow::Result<Self> {
         let parent = root.join(format!("chokepoint-bench-{}", std::process::id()));
         fs::create_dir(&parent).with_context(|| format!("creating cgroup {} failed", parent.display()))?;
-        let mut tree = Self {
-            parent,
-            children: Vec::with_capacity(count),
-            workers: Vec::with_capacity(count),
-        };
+        let mut tree = Self { parent, children: Vec::with_capacity(count), workers: Vec::with_capacity(count) };
         for index in 0..count {
             check_interrupted()?;
             let child_dir = tree.parent.join(format!("worker-{index:04}"));

@@ -82,11 +82,7 @@ impl Sysctl {
             .trim()
             .to_owned();
         fs::write(&path, value).with_context(|| format!("setting sysctl {name}={value} failed"))?;
-        Ok(Self {
-            path,
-            name: name.to_owned(),
-            previous,
-        })
+        Ok(Self { path, name: name.to_owned(), previous })
     }
 }
 
@@ -112,11 +108,7 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn new(child: Child, name: &str, stop_signal: libc::c_int) -> Self {
-        Self {
-            child: Some(child),
-            name: name.to_owned(),
-            stop_signal,
-        }
+        Self { child: Some(child), name: name.to_owned(), stop_signal }
     }
 
     pub fn pid(&self) -> u32 {

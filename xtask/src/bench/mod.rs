@@ -124,10 +124,7 @@ impl Settings {
             cpu_intervals: if quick { 2 } else { 6 },
             cpu_interval: Duration::from_secs(10),
             scrapes: if quick { 3 } else { 10 },
-            phases: Phase::ALL
-                .into_iter()
-                .filter(|phase| args.only.is_empty() || args.only.contains(phase))
-                .collect(),
+            phases: Phase::ALL.into_iter().filter(|phase| args.only.is_empty() || args.only.contains(phase)).collect(),
         }
     }
 

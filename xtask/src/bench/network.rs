@@ -70,10 +70,7 @@ fn pin_to_cpu(cpu: u32) {
         libc::CPU_ZERO(&mut set);
         libc::CPU_SET(cpu as usize, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!(
-                "bench: cannot pin a network load thread to CPU {cpu}: {}",
-                std::io::Error::last_os_error()
-            );
+            eprintln!("bench: cannot pin a network load thread to CPU {cpu}: {}", std::io::Error::last_os_error());
         }
     }
 }
@@ -85,9 +82,8 @@ fn udp_client(client: &UdpSocket, requests: u32, time_limit: Duration) -> anyhow
     while done < requests && started_at.elapsed() < time_limit {
         let request = done.to_le_bytes();
         client.send(&request).context("sending a UDP request on loopback failed")?;
-        let length = client
-            .recv(&mut reply)
-            .with_context(|| format!("no UDP reply to request {done} within {IO_TIMEOUT:?}"))?;
+        let length =
+            client.recv(&mut reply).with_context(|| format!("no UDP reply to request {done} within {IO_TIMEOUT:?}"))?;
         if reply[..length] != request {
             bail!("UDP reply to request {done} does not match it");
         }
@@ -143,7 +139,10 @@ fn tcp_client(address: std::net::SocketAddr, connections: u32, time_limit: Durat
         match stream.read(&mut byte) {
             Ok(0) => {}
             Ok(_) => bail!("the TCP listener sent data; it is expected only to close"),
-            Err(error) => return Err(error).with_context(|| format!("waiting for the listener to close connection {done} failed")),
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("waiting for the listener to close connection {done} failed"));
+            }
         }
         done += 1;
     }

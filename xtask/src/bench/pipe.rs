@@ -14,11 +14,7 @@ pub fn run_pipe(cpu: u32, loops: u64) -> anyhow::Result<f64> {
         .output()
         .context("running `taskset ... perf bench sched pipe` failed; install util-linux and linux-perf")?;
     if !output.status.success() {
-        bail!(
-            "perf bench sched pipe failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("perf bench sched pipe failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
     }
     let text = String::from_utf8_lossy(&output.stdout);
     parse_ops_per_second(&text).with_context(|| format!("unexpected output from perf bench sched pipe:\n{text}"))
@@ -30,9 +26,7 @@ fn parse_ops_per_second(text: &str) -> anyhow::Result<f64> {
         bail!("no line ending in \"ops/sec\"");
     };
     let number = line.split_whitespace().next().unwrap_or_default();
-    let value: f64 = number
-        .parse()
-        .with_context(|| format!("invalid number {number:?} in line {line:?}"))?;
+    let value: f64 = number.parse().with_context(|| format!("invalid number {number:?} in line {line:?}"))?;
     if !(value.is_finite() && value > 0.0) {
         bail!("invalid throughput {value} in line {line:?}");
     }

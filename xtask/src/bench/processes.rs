@@ -45,11 +45,8 @@ impl AgentProcess {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {} failed", binary.display()))?;
-        let mut agent = Self {
-            guard: ChildGuard::new(child, "agent run", libc::SIGTERM),
-            address,
-            startup: Duration::ZERO,
-        };
+        let mut agent =
+            Self { guard: ChildGuard::new(child, "agent run", libc::SIGTERM), address, startup: Duration::ZERO };
 
         while started_at.elapsed() < START_TIMEOUT {
             check_interrupted()?;
@@ -102,9 +99,7 @@ impl RunqlatProcess {
             .stderr(open_log(log)?)
             .spawn()
             .with_context(|| format!("starting {} failed; install the libbpf-tools package", binary.display()))?;
-        let mut runqlat = Self {
-            guard: ChildGuard::new(child, "runqlat", libc::SIGINT),
-        };
+        let mut runqlat = Self { guard: ChildGuard::new(child, "runqlat", libc::SIGINT) };
 
         let started_at = Instant::now();
         while started_at.elapsed() < START_TIMEOUT {
@@ -122,10 +117,7 @@ impl RunqlatProcess {
             }
             sleep_interruptible(Duration::from_millis(20))?;
         }
-        bail!(
-            "runqlat did not attach {RUNQLAT_LINKS} programs within {START_TIMEOUT:?}; its log is {}",
-            log.display()
-        )
+        bail!("runqlat did not attach {RUNQLAT_LINKS} programs within {START_TIMEOUT:?}; its log is {}", log.display())
     }
 
     pub fn pid(&self) -> u32 {
@@ -153,12 +145,9 @@ pub fn http_get(address: &str, path: &str) -> anyhow::Result<HttpResponse> {
         .read_to_end(&mut response)
         .with_context(|| format!("reading the response to GET {path} from {address} failed"))?;
     let elapsed = started_at.elapsed();
-    let (status, body) = parse_response(&response).with_context(|| format!("invalid response to GET {path} from {address}"))?;
-    Ok(HttpResponse {
-        status,
-        body: body.to_vec(),
-        elapsed,
-    })
+    let (status, body) =
+        parse_response(&response).with_context(|| format!("invalid response to GET {path} from {address}"))?;
+    Ok(HttpResponse { status, body: body.to_vec(), elapsed })
 }
 
 /// Splits a raw HTTP/1.1 response into its status code and body.

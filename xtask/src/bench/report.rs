@@ -72,7 +72,11 @@ fn header(text: &mut String, settings: &Settings, before: &Machine, after: &Mach
     let _ = writeln!(text, "| date | {} |", before.date);
     let _ = writeln!(text, "| CPUs | {} ({}) |", before.cpus, before.cpu_model);
     let _ = writeln!(text, "| kernel | {} |", before.kernel);
-    let _ = writeln!(text, "| load average (1, 5, 15 min) | {} before, {} after |", before.load_average, after.load_average);
+    let _ = writeln!(
+        text,
+        "| load average (1, 5, 15 min) | {} before, {} after |",
+        before.load_average, after.load_average
+    );
     let _ = writeln!(text, "| rounds | {} |", settings.rounds);
     let phases: Vec<&str> = settings.phases.iter().map(|phase| phase.label()).collect();
     let _ = writeln!(text, "| phases run | {} |", phases.join(", "));
@@ -160,13 +164,9 @@ fn per_event(text: &mut String, results: &Results) {
     rows.sort_by_key(|((config, load, program), _)| (*load, *config, program.clone()));
     for ((config, load, program), samples) in rows {
         let exported = match config {
-            Config::Agent => number(
-                results
-                    .exported_per_event
-                    .get(&(*load, program.clone()))
-                    .and_then(Samples::median),
-                0,
-            ),
+            Config::Agent => {
+                number(results.exported_per_event.get(&(*load, program.clone())).and_then(Samples::median), 0)
+            }
             _ => "–".to_owned(),
         };
         let _ = writeln!(
@@ -178,8 +178,10 @@ fn per_event(text: &mut String, results: &Results) {
             spread(samples, 0)
         );
     }
-    let agent = find_program(results, Config::Agent, Load::Pipe, "sched_switch").and_then(|(_, samples)| samples.median());
-    let runqlat = find_program(results, Config::Runqlat, Load::Pipe, "switch").and_then(|(_, samples)| samples.median());
+    let agent =
+        find_program(results, Config::Agent, Load::Pipe, "sched_switch").and_then(|(_, samples)| samples.median());
+    let runqlat =
+        find_program(results, Config::Runqlat, Load::Pipe, "switch").and_then(|(_, samples)| samples.median());
     let verdict = match (agent, runqlat) {
         (Some(agent), Some(runqlat)) if agent <= runqlat / 2.0 => "met, including the aim of half",
         (Some(agent), Some(runqlat)) if agent <= runqlat => "met (the aim of half is not)",
@@ -263,10 +265,7 @@ fn userspace(text: &mut String, settings: &Settings, results: &Results) {
         ("CPU", figures.cpu_loaded_percent.median().map(|value| value < 1.0)),
         ("scrape", figures.scrape_milliseconds.median().map(|value| value < 50.0)),
     ];
-    let summary: Vec<String> = verdicts
-        .iter()
-        .map(|(name, met)| format!("{name} {}", verdict_word(*met)))
-        .collect();
+    let summary: Vec<String> = verdicts.iter().map(|(name, met)| format!("{name} {}", verdict_word(*met))).collect();
     let _ = writeln!(text, "Targets at the loaded point: **{}**.\n", summary.join(", "));
 }
 
@@ -279,12 +278,8 @@ fn startup(text: &mut String, results: &Results) {
          answers only after its probes are attached and it has read them once.\n"
     );
     let _ = writeln!(text, "| figure | median | min–max | target |\n| --- | ---: | ---: | --- |");
-    let _ = writeln!(
-        text,
-        "| start-up, ms | {} | {} | under 1000 ms |\n",
-        number(samples.median(), 0),
-        spread(samples, 0)
-    );
+    let _ =
+        writeln!(text, "| start-up, ms | {} | {} | under 1000 ms |\n", number(samples.median(), 0), spread(samples, 0));
     let _ = writeln!(text, "Target: **{}**.\n", verdict_word(samples.median().map(|value| value < 1000.0)));
 }
 
@@ -378,13 +373,8 @@ mod tests {
     /// Settings of a quick run on a 2-CPU machine, limited to `only` when
     /// that is not empty.
     fn quick_settings(only: Vec<super::super::Phase>) -> Settings {
-        let args = super::super::BenchArgs {
-            rounds: None,
-            quick: true,
-            cgroups: 10,
-            output: "BENCHMARKS.md".into(),
-            only,
-        };
+        let args =
+            super::super::BenchArgs { rounds: None, quick: true, cgroups: 10, output: "BENCHMARKS.md".into(), only };
         Settings::new(&args, 2)
     }
 

@@ -25,7 +25,9 @@ impl Attached {
     fn start(config: Config, binaries: &Binaries) -> anyhow::Result<Self> {
         Ok(match config {
             Config::Baseline => Attached::Nothing,
-            Config::Agent => Attached::Agent(AgentProcess::start(&binaries.agent, &binaries.log_dir.join("agent.log"))?),
+            Config::Agent => {
+                Attached::Agent(AgentProcess::start(&binaries.agent, &binaries.log_dir.join("agent.log"))?)
+            }
             Config::Runqlat => {
                 Attached::Runqlat(RunqlatProcess::start(&binaries.runqlat, &binaries.log_dir.join("runqlat.log"))?)
             }
@@ -115,8 +117,7 @@ fn run_load(load: Load, settings: &Settings) -> anyhow::Result<()> {
         Load::Pipe => pipe::run_pipe(settings.load_cpu, settings.pipe_loops).map(drop),
         Load::Network => {
             network::udp_round_trips(settings.load_cpu, settings.udp_requests, settings.network_time_limit)?;
-            network::tcp_connects(settings.load_cpu, settings.tcp_connections, settings.network_time_limit)
-                .map(drop)
+            network::tcp_connects(settings.load_cpu, settings.tcp_connections, settings.network_time_limit).map(drop)
         }
     }
 }
@@ -172,7 +173,12 @@ fn per_event_under(pid: u32, load: impl FnOnce() -> anyhow::Result<()>) -> anyho
 
 /// Finds the per-event samples of the first program of `config` whose name
 /// contains `part`, under `load`.
-pub fn find_program<'a>(results: &'a Results, config: Config, load: Load, part: &str) -> Option<(&'a str, &'a Samples)> {
+pub fn find_program<'a>(
+    results: &'a Results,
+    config: Config,
+    load: Load,
+    part: &str,
+) -> Option<(&'a str, &'a Samples)> {
     results
         .per_event
         .iter()

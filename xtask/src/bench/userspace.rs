@@ -12,9 +12,7 @@ use super::processes::AgentProcess;
 pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = fs::read_to_string(&path).with_context(|| format!("reading {path} failed"))?;
-    parse_vm_rss_kib(&status)
-        .map(|kib| kib * 1024)
-        .with_context(|| format!("no valid VmRSS line in {path}"))
+    parse_vm_rss_kib(&status).map(|kib| kib * 1024).with_context(|| format!("no valid VmRSS line in {path}"))
 }
 
 fn parse_vm_rss_kib(status: &str) -> Option<u64> {

@@ -46,10 +46,7 @@ pub fn measure(settings: &Settings, binaries: &Binaries, results: &mut Userspace
         command.args(["bench-worker", "--period-ms", &WORKER_PERIOD.as_millis().to_string()]);
         command
     })?;
-    let relative = tree
-        .parent_dir()
-        .strip_prefix(&root)
-        .context("the bench cgroup is outside the v2 root")?;
+    let relative = tree.parent_dir().strip_prefix(&root).context("the bench cgroup is outside the v2 root")?;
     let prefix = format!("/{}/", relative.display());
     results.cgroups_seen = wait_for_cgroups(&agent, &prefix, settings.cgroups)?;
     sleep_interruptible(settings.settle)?;
