@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// Time the group's tasks slept in I/O wait (`io_schedule()`) until they
-/// ran again, summed over tasks, from the probes. It also covers I/O held
+/// were woken, summed over tasks, from the probes. It also covers I/O held
 /// back before it reaches the device, for example by a blkio or `io.max`
 /// limit, which the device latency does not show.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
