@@ -2,7 +2,8 @@
 //! `runqueue::sched_switch`, so the hook runs one program).
 //!
 //! A wait starts when a task is switched out asleep with `in_iowait` set,
-//! which `io_schedule()` and its variants set around `schedule()`. It ends
+//! which `io_schedule()` and its variants set around `schedule()`, and
+//! io_uring while it waits for completions. It ends
 //! at the task's wakeup, and the run-queue wait that follows counts as
 //! run-queue wait, so a task's I/O wait and run-queue wait never overlap
 //! and the classifier can add them. Delay accounting measures blkio delay
@@ -24,9 +25,9 @@ const MAX_CGROUPS: u32 = 4_096;
 #[map]
 static IOWAIT_TOTAL: PerCpuHashMap<u64, WaitTotal> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
 
-/// Tells whether `prev`, switched out in uninterruptible sleep, sleeps in
-/// I/O wait. Only such sleeps are read, which keeps the common interruptible
-/// sleep (poll, futex, pipe) free of kernel reads.
+/// Tells whether `prev`, switched out asleep, sleeps in I/O wait. It costs
+/// one kernel read per sleep, interruptible ones too, because io_uring
+/// waits for completions interruptibly.
 #[inline(always)]
 pub fn is_in_iowait(prev: Task) -> bool {
     prev.in_iowait().unwrap_or_else(|_| {

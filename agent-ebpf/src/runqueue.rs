@@ -53,10 +53,6 @@ struct LastSwitch {
 #[map]
 static LAST_SWITCH: PerCpuArray<LastSwitch> = PerCpuArray::with_max_entries(1, 0);
 
-/// TASK_UNINTERRUPTIBLE in `task_struct.__state`. `io_schedule()` sleeps
-/// with it set (also in TASK_KILLABLE and TASK_IDLE).
-const TASK_UNINTERRUPTIBLE: u32 = 0x2;
-
 /// `sched_wakeup(struct task_struct *p)`.
 #[raw_tracepoint(tracepoint = "sched_wakeup")]
 pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
@@ -144,17 +140,18 @@ fn start_waits(ctx: &RawTracePointContext, slot: &mut ThreadWaits, prev: Task, n
     // sleep with a signal pending stays queued while the tracepoint still
     // passes its sleeping state, so that one wait is not counted.
     let state = if offsets().sched_switch_prev_state != 0 { Ok(ctx.arg::<u64>(3) as u32) } else { prev.state() };
-    // A preempted task stays on the run queue whatever its state.
+    // A preempted task stays on the run queue whatever its state. Any
+    // sleep can be I/O wait: io_schedule() sleeps uninterruptibly, but
+    // io_uring waits for completions interruptibly with in_iowait set.
     match state {
         _ if preempted => queue(slot, prev, now),
         Ok(0) => queue(slot, prev, now),
-        Ok(state) if state & TASK_UNINTERRUPTIBLE != 0 => {
+        Ok(_) => {
             if iowait::is_in_iowait(prev) {
                 slot.waits = WAIT_IOWAIT;
                 slot.iowait_since_ns = now;
             }
         }
-        Ok(_) => {}
         Err(_) => count_loss(ProbeId::SchedSwitch, Loss::ReadError),
     }
 }

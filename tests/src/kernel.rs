@@ -5,11 +5,21 @@ use std::{collections::HashMap, fs, path::Path, time::Duration};
 /// Run-queue wait of every thread of `pid`, summed, in nanoseconds: the
 /// second field of `/proc/PID/task/TID/schedstat`.
 pub fn run_delay_ns(pid: u32) -> u64 {
+    schedstat_field(pid, 1)
+}
+
+/// CPU time of every thread of `pid`, summed, in nanoseconds: the first
+/// field of `/proc/PID/task/TID/schedstat`.
+pub fn cpu_time_ns(pid: u32) -> u64 {
+    schedstat_field(pid, 0)
+}
+
+fn schedstat_field(pid: u32, field: usize) -> u64 {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
     tasks
         .flatten()
         .filter_map(|task| fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .filter_map(|text| text.split_whitespace().nth(field)?.parse::<u64>().ok())
         .sum()
 }
 
@@ -27,7 +37,7 @@ const WINDOW_ATTEMPTS: usize = 3;
 /// the agent agreed with every other counter. Schedstat gave 22.7 s of run
 /// delay for two throttled busy threads over about 9 s. Delay accounting
 /// gave 14.5 s of blkio delay for one writer over about 8 s (the cause is
-/// at `iowait_matches_delay_accounting`). Such a window tells nothing
+/// at `iowait_matches_delay_accounting`). Such a window is no evidence
 /// about the agent, so it is measured again.
 pub fn measure_plausible<T>(what: &str, threads: usize, mut measure: impl FnMut() -> (T, f64, Duration)) -> T {
     for attempt in 1..=WINDOW_ATTEMPTS {

@@ -70,43 +70,10 @@ impl Workload {
         self.child.id()
     }
 
-    /// Stops the process (SIGSTOP) until the returned guard is dropped.
-    ///
-    /// A stopped process starts no new wait, and the waits it had in
-    /// progress end once it is switched out. Readings of the agent and of
-    /// the kernel taken while it is stopped therefore cover the same span,
-    /// however long the two reads take apart.
-    ///
-    /// Returns once every thread is stopped: a thread that waited for I/O
-    /// or for a CPU when the signal came stops only after it ran again,
-    /// which can take long at a low priority.
-    pub fn stopped(&self) -> Stopped<'_> {
-        self.signal(libc::SIGSTOP);
-        let stopped = Stopped { workload: self };
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while !self.all_threads_stopped() {
-            assert!(Instant::now() < deadline, "workload {} did not stop within {STOP_TIMEOUT:?}", self.pid());
-            thread::sleep(Duration::from_millis(5));
-        }
-        stopped
-    }
-
-    /// Tells whether every thread is in the stopped state (`T` in
-    /// `/proc/PID/task/TID/stat`).
-    fn all_threads_stopped(&self) -> bool {
-        let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", self.pid())) else { return false };
-        tasks.flatten().all(|task| {
-            fs::read_to_string(task.path().join("stat"))
-                .ok()
-                .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().next()? == "T"))
-                .unwrap_or(false)
-        })
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill has no memory-safety preconditions; the pid is our
-        // child's, not yet reaped.
-        unsafe { libc::kill(self.pid() as i32, signal) };
+    /// Stops the process until the returned guard is dropped (see
+    /// [`Stopped::process`]).
+    pub fn stopped(&self) -> Stopped {
+        Stopped::process(self.pid())
     }
 
     /// Waits for the process to exit, for commands that end by themselves.
@@ -130,14 +97,53 @@ fn format_pid(pid: i32, buffer: &mut [u8; 16]) -> &[u8] {
     &buffer[start..]
 }
 
-/// A stopped [`Workload`], continued (SIGCONT) on drop.
-pub struct Stopped<'a> {
-    workload: &'a Workload,
+/// A process stopped with SIGSTOP, continued (SIGCONT) on drop.
+pub struct Stopped {
+    pid: u32,
 }
 
-impl Drop for Stopped<'_> {
+impl Stopped {
+    /// Stops the process `pid` and returns once every thread is stopped.
+    ///
+    /// A stopped process starts no new wait, and the waits it had in
+    /// progress end once it is switched out. Readings of the agent and of
+    /// the kernel taken while it is stopped therefore cover the same span,
+    /// however long the two reads take apart. A thread that waited for I/O
+    /// or for a CPU when the signal came stops only after it ran again,
+    /// which can take long at a low priority.
+    pub fn process(pid: u32) -> Self {
+        let stopped = Self { pid };
+        stopped.signal(libc::SIGSTOP);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while !stopped.all_threads_stopped() {
+            assert!(Instant::now() < deadline, "process {pid} did not stop within {STOP_TIMEOUT:?}");
+            thread::sleep(Duration::from_millis(5));
+        }
+        stopped
+    }
+
+    /// Tells whether every thread is in the stopped state (`T` in
+    /// `/proc/PID/task/TID/stat`).
+    fn all_threads_stopped(&self) -> bool {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", self.pid)) else { return false };
+        tasks.flatten().all(|task| {
+            fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().next()? == "T"))
+                .unwrap_or(false)
+        })
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions. The pid belongs
+        // to a process of the test, which outlives this guard.
+        unsafe { libc::kill(self.pid as i32, signal) };
+    }
+}
+
+impl Drop for Stopped {
     fn drop(&mut self) {
-        self.workload.signal(libc::SIGCONT);
+        self.signal(libc::SIGCONT);
     }
 }
 

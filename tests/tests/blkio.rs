@@ -13,7 +13,9 @@ use integration_tests::{
     Agent, Scrape, TestCgroup, Workload,
     block::{LoopDevice, Sysctl},
     cgroups::v1_blkio_root,
-    kernel, require_root,
+    kernel,
+    process::Stopped,
+    require_root,
 };
 
 const IOWAIT: &str = "chokepoint_blkio_wait_seconds_total";
@@ -66,18 +68,17 @@ fn stopped_reading(agent: &Agent, writer: &Workload) -> Reading {
 
 /// Busy threads keep every CPU taken and the writer's group is idle (see
 /// `TestCgroup::set_cpu_idle`), so the writer waits for a CPU after each
-/// wakeup. That wait
-/// is run-queue wait, as delay accounting counts it, and must not count as
-/// I/O wait too.
+/// wakeup. That wait is run-queue wait, as delay accounting counts it, and
+/// must not count as I/O wait too.
 ///
-/// The writer is alone in its CPU cgroup. A task that blocks while its
-/// run queue owes time to others stays queued until it is picked (the
-/// scheduler's delayed dequeue, Linux 6.12 and later); the kernel then
-/// starts the blkio delay on whichever task runs at that moment
-/// (`delayacct_blkio_start()` acts on `current`), and the sleeper's delay
-/// ends up counted from an earlier start. In such runs delay accounting
-/// came out up to 3% above the agent here, and once, in CI, at 14.5 s for
-/// 8 s of wall time. Alone in its run queue, the writer owes no one.
+/// The writer is alone in its CPU cgroup. A task that blocks while its run
+/// queue owes time to others stays queued until it is picked (delayed
+/// dequeue, Linux 6.12 and later). The kernel then starts the blkio delay
+/// on whichever task runs at that moment, because
+/// `delayacct_blkio_start()` acts on `current`. The sleeper's delay is
+/// then counted from an earlier start: in such runs delay accounting came
+/// out up to 3% above the agent here, and once, in CI, at 14.5 s for 8 s
+/// of wall time. Alone in its run queue, the writer owes no one.
 #[test]
 fn iowait_matches_delay_accounting() {
     require_root();
@@ -139,6 +140,73 @@ fn iowait_matches_delay_accounting() {
         "request latency {mean_request} s is not far below the wait {mean_wait} s"
     );
     drop(busy_load);
+}
+
+/// io_uring waits for completions in an interruptible sleep with
+/// `in_iowait` set, where delay accounting counts blkio delay too. The
+/// reference here is the fio job's time asleep: wall time less its CPU
+/// time and run-queue wait from schedstat, because the job sleeps only
+/// to wait for completions.
+#[test]
+fn io_uring_waits_count_as_iowait() {
+    require_root();
+    let device = LoopDevice::new(256);
+    let writer = TestCgroup::with_blkio_controller("io-uring");
+    writer.set_write_bps(&device.device, WRITE_BPS);
+    let mut command = Command::new("fio");
+    command
+        .args(["--name=uring", "--rw=write", "--bs=64k", "--direct=1", "--ioengine=io_uring", "--iodepth=8"])
+        .args(["--time_based", "--runtime=60"])
+        .arg(format!("--filename={}", device.path.display()))
+        .stderr(std::process::Stdio::null());
+    let fio = Workload::spawn_in(&writer, command);
+    let agent = Agent::start(&[]);
+    thread::sleep(Duration::from_secs(1));
+    let job = fio_job(&fio);
+
+    let (start_wait, start_busy) = {
+        let _stopped = Stopped::process(job);
+        thread::sleep(SETTLE);
+        (value(&agent.scrape(), IOWAIT, &writer.relative), busy_ns(job))
+    };
+    let continued_at = Instant::now();
+    thread::sleep(MEASURE);
+    let stopped = Stopped::process(job);
+    let elapsed = continued_at.elapsed();
+    thread::sleep(SETTLE);
+    let agent_wait = value(&agent.scrape(), IOWAIT, &writer.relative) - start_wait;
+    let asleep = elapsed.as_secs_f64() - (busy_ns(job) - start_busy) as f64 / 1e9;
+    drop(stopped);
+    eprintln!("fio with io_uring: agent I/O wait {agent_wait:.3} s, asleep {asleep:.3} s of {elapsed:.3?}");
+
+    assert!(
+        asleep > 0.8 * MEASURE.as_secs_f64(),
+        "the fio job slept only {asleep} s, so it was not held back by the limit"
+    );
+    let error = kernel::relative_error(agent_wait, asleep);
+    assert!(error < 0.05, "io_uring I/O wait off by {:.1}% from the job's time asleep", error * 100.0);
+}
+
+/// CPU time plus run-queue wait of `pid`, in nanoseconds: the part of the
+/// wall time it was not asleep.
+fn busy_ns(pid: u32) -> u64 {
+    kernel::cpu_time_ns(pid) + kernel::run_delay_ns(pid)
+}
+
+/// Waits for fio's job process, the child that does the I/O, and returns
+/// its pid. fio's own process only watches it. The job is not a child of
+/// the test, so the writer's cgroup kills it on drop.
+fn fio_job(fio: &Workload) -> u32 {
+    let children = format!("/proc/{0}/task/{0}/children", fio.pid());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(pid) = text.split_whitespace().next().and_then(|pid| pid.parse().ok()) {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "fio started no job process within 10 s");
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
