@@ -106,6 +106,12 @@ pub struct KernelOffsets {
     /// the branch the kernel takes. A kernel without the argument rejects
     /// a program that reads it at attach time.
     pub sched_switch_prev_state: u32,
+    /// 1 when the probes may load fields of the current task directly
+    /// through `bpf_get_current_task_btf()`, which saves a helper call per
+    /// read. That needs Linux 5.11 and the kernel's own BTF. At 0 they use
+    /// `bpf_probe_read_kernel`. It is frozen like `sched_switch_prev_state`,
+    /// so an older kernel never checks the helper it lacks.
+    pub current_task_btf: u32,
 }
 
 /// The kernel offers no way to see throttling; no wait counts as throttled.

@@ -15,7 +15,7 @@ use aya_ebpf::{macros::map, maps::PerCpuHashMap};
 
 use crate::{
     stats::{Loss, count_loss},
-    task::Task,
+    task::{Task, current_in_iowait, offsets},
     totals::record_total,
 };
 
@@ -25,11 +25,15 @@ const MAX_CGROUPS: u32 = 4_096;
 #[map]
 static IOWAIT_TOTAL: PerCpuHashMap<u64, WaitTotal> = PerCpuHashMap::with_max_entries(MAX_CGROUPS, 0);
 
-/// Tells whether `prev`, switched out asleep, sleeps in I/O wait. It costs
-/// one kernel read per sleep, interruptible ones too, because io_uring
-/// waits for completions interruptibly.
+/// Tells whether `prev`, switched out asleep, sleeps in I/O wait. Every
+/// sleep is read, interruptible ones too, because io_uring waits for
+/// completions interruptibly.
 #[inline(always)]
 pub fn is_in_iowait(prev: Task) -> bool {
+    // `prev` is the current task in sched_switch.
+    if offsets().current_task_btf != 0 {
+        return current_in_iowait();
+    }
     prev.in_iowait().unwrap_or_else(|_| {
         count_loss(ProbeId::SchedSwitch, Loss::ReadError);
         false

@@ -2,7 +2,9 @@
 //! agent found in BTF.
 
 use agent_common::kernel::{CGROUP_HIERARCHY_V1_CPU, KernelOffsets, THROTTLE_SOURCE_CFS_RQ, THROTTLE_SOURCE_TASK_FLAG};
-use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_probe_read_kernel};
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel,
+};
 
 /// Offsets written by the agent before load (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
@@ -39,6 +41,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     sock_err: 0,
     sock_protocol: 0,
     sched_switch_prev_state: 0,
+    current_task_btf: 0,
 };
 
 /// Returns the offsets the loader wrote.
@@ -54,6 +57,22 @@ pub fn offsets() -> &'static KernelOffsets {
     // SAFETY: the volatile read is of a local variable, and the pointer
     // it returns is the address of a static, valid for the whole program.
     unsafe { &*core::ptr::read_volatile(&pointer) }
+}
+
+/// Tells whether the current task sleeps in I/O wait (`in_iowait`), with a
+/// direct load through the BTF pointer the kernel trusts, which needs no
+/// helper call. Only for kernels where `KernelOffsets::current_task_btf`
+/// is 1.
+#[inline(always)]
+pub fn current_in_iowait() -> bool {
+    let offsets = offsets();
+    // SAFETY: the kernel returns a trusted pointer to the running task,
+    // and the verifier checks the load against the task_struct's BTF.
+    let byte = unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        core::ptr::read_volatile(task.add(offsets.task_in_iowait_byte as usize))
+    };
+    (byte >> (offsets.task_in_iowait_bit & 7)) & 1 == 1
 }
 
 /// Any kernel struct pointer taken from a tracepoint argument.

@@ -122,6 +122,7 @@ impl Probes {
             None => KernelBtf::from_sys_fs()?,
         };
         let mut offsets = offsets::kernel_offsets(&btf, settings.hierarchy)?;
+        offsets.offsets.current_task_btf = u32::from(settings.btf_file.is_none() && has_current_task_btf());
         info!(
             throttle_source = offsets::throttle_source_name(offsets.offsets.throttle_source),
             "throttle delay source chosen"
@@ -133,6 +134,14 @@ impl Probes {
                 "task_struct (the kernel's BTF has no sched_switch type with prev_state)"
             },
             "task state source chosen"
+        );
+        info!(
+            iowait_source = if offsets.offsets.current_task_btf != 0 {
+                "direct load through bpf_get_current_task_btf"
+            } else {
+                "bpf_probe_read_kernel (Linux before 5.11, or BTF from --btf)"
+            },
+            "I/O wait flag read chosen"
         );
         // Without these the connect probe alone is skipped, with the reason.
         let sock_offsets = add_sock_offsets(&btf, &mut offsets.offsets).map_err(|error| format!("{error:#}"));
@@ -284,6 +293,24 @@ fn thread_slots(max_threads: u32, pid_max: Option<u32>) -> u32 {
     needed.max(2).checked_next_power_of_two().unwrap_or(1 << 31)
 }
 
+/// Tells whether the running kernel offers `bpf_get_current_task_btf()`,
+/// added in Linux 5.11. A kernel whose release cannot be read or parsed is
+/// taken not to, which only costs the probes a helper call per read.
+fn has_current_task_btf() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    release_at_least(&release, (5, 11))
+}
+
+/// Tells whether a kernel release such as `6.18.44-fc-v1252` is at least
+/// `major.minor`.
+fn release_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut numbers = release.trim().split(['.', '-']).map(|part| part.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(found_major), Some(found_minor)) => (found_major, found_minor) >= (major, minor),
+        _ => false,
+    }
+}
+
 /// Reads `kernel.pid_max`; thread ids are below it.
 fn read_pid_max() -> Option<u32> {
     let path = "/proc/sys/kernel/pid_max";
@@ -351,6 +378,17 @@ fn load_hint(error: anyhow::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_at_least_compares_major_then_minor() {
+        assert!(release_at_least("6.18.44-fc-v1252\n", (5, 11)));
+        assert!(release_at_least("5.11.0", (5, 11)));
+        assert!(release_at_least("5.15", (5, 11)));
+        assert!(!release_at_least("5.10.209-198.858.amzn2.x86_64", (5, 11)));
+        assert!(!release_at_least("4.18.0-553.el8_10.x86_64", (5, 11)));
+        assert!(!release_at_least("", (5, 11)));
+        assert!(!release_at_least("custom", (5, 11)));
+    }
 
     #[test]
     fn thread_slots_cover_pid_max_when_allowed() {
