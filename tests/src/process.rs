@@ -11,6 +11,12 @@ use std::{
 
 use crate::{binary, cgroups::TestCgroup};
 
+/// Number of spinning threads that keeps every run queue full: twice the
+/// CPUs.
+pub fn saturating_thread_count() -> usize {
+    thread::available_parallelism().map_or(2, |count| count.get()) * 2
+}
+
 /// How long [`Workload::stopped`] waits for every thread to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -14,7 +14,7 @@ use integration_tests::{
     block::{LoopDevice, Sysctl},
     cgroups::v1_blkio_root,
     kernel,
-    process::Stopped,
+    process::{Stopped, saturating_thread_count},
     require_root,
 };
 
@@ -89,8 +89,7 @@ fn iowait_matches_delay_accounting() {
     writer.set_cpu_idle();
     let busy = TestCgroup::new("busy");
     let writer_load = dd(&writer, &device, &["bs=64k", "count=100000", "oflag=direct"]);
-    let cpus = thread::available_parallelism().map_or(2, |count| count.get());
-    let busy_load = Workload::start(&busy, &["busy", &(2 * cpus).to_string()]);
+    let busy_load = Workload::start(&busy, &["busy", &saturating_thread_count().to_string()]);
     let agent = Agent::start(&[]);
     thread::sleep(Duration::from_secs(1));
 

@@ -2,7 +2,7 @@
 
 use std::{process::Command, thread, time::Duration};
 
-use integration_tests::{Agent, TestCgroup, Workload, binary, require_root};
+use integration_tests::{Agent, TestCgroup, Workload, binary, process::saturating_thread_count, require_root};
 
 fn classify(pid: u32, extra: &[&str]) -> std::process::Output {
     Command::new(binary("agent"))
@@ -17,8 +17,7 @@ fn classify_names_runqueue_wait() {
     require_root();
     let noisy = TestCgroup::new("noisy");
     let victim = TestCgroup::new("victim");
-    let cpus = thread::available_parallelism().map_or(2, |count| count.get());
-    let _noisy_load = Workload::start(&noisy, &["busy", &(cpus * 2).to_string()]);
+    let _noisy_load = Workload::start(&noisy, &["busy", &saturating_thread_count().to_string()]);
     let victim_load = Workload::start(&victim, &["wake-loop", "2000", "200"]);
     thread::sleep(Duration::from_millis(500));
 

@@ -4,7 +4,9 @@
 
 use std::{fs, path::PathBuf, process::Command, thread, time::Duration};
 
-use integration_tests::{Workload, binary, cgroups::hierarchy_roots, kernel, require_root};
+use integration_tests::{
+    Workload, binary, cgroups::hierarchy_roots, kernel, process::saturating_thread_count, require_root,
+};
 
 /// A cgroup in the v1 `cpu` hierarchy only, removed on drop.
 struct V1CpuCgroup {
@@ -53,8 +55,7 @@ fn v1_cpu_attribution_matches_schedstat() {
     // the CPU last, so its waits are large enough to compare.
     let mut noisy = V1CpuCgroup::new("noisy", 1024);
     let mut victim = V1CpuCgroup::new("victim", 2);
-    let cpus = thread::available_parallelism().map_or(2, |count| count.get());
-    let noisy_pid = noisy.start(&["busy", &(cpus * 2).to_string()]);
+    let noisy_pid = noisy.start(&["busy", &saturating_thread_count().to_string()]);
     let victim_pid = victim.start(&["wake-loop", "2000", "200"]);
     let agent = integration_tests::Agent::start(&["--cgroup-hierarchy", "v1-cpu"]);
     thread::sleep(Duration::from_secs(1));

@@ -7,20 +7,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use integration_tests::{Agent, TestCgroup, Workload, kernel, require_root};
+use integration_tests::{Agent, TestCgroup, Workload, kernel, process::saturating_thread_count, require_root};
 
 const WAIT_METRIC: &str = "chokepoint_runqueue_wait_seconds_total";
 const MEASURE: Duration = Duration::from_secs(8);
 /// Longer than a few agent ticks (100 ms).
 const SETTLE: Duration = Duration::from_millis(500);
 
-/// Twice as many spinning threads as CPUs keeps every run queue full.
-fn busy_thread_count() -> usize {
-    thread::available_parallelism().map_or(2, |count| count.get()) * 2
-}
-
 fn busy_threads() -> String {
-    busy_thread_count().to_string()
+    saturating_thread_count().to_string()
 }
 
 fn agent_wait_seconds(agent: &Agent, cgroup: &TestCgroup) -> f64 {
@@ -79,7 +74,7 @@ fn check_waits_against_schedstat(agent_args: &[&str]) {
 
     let groups = [(&victim, &victim_load), (&noisy, &noisy_load)];
     // The victim's single thread waits too, beside the busy threads.
-    let threads = busy_thread_count() + 1;
+    let threads = saturating_thread_count() + 1;
     let (start, end) = kernel::measure_plausible("run delay", threads, || {
         let start = stopped_reading(&agent, groups, &idle);
         thread::sleep(MEASURE);
