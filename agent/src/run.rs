@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::{
     config::{EngineArgs, parse_duration},
     engine::{Engine, SharedSnapshot},
-    exporter, http, mounts, privileges,
+    exporter, http, mounts, privileges, probes,
 };
 
 #[derive(Args, Debug)]
@@ -47,7 +47,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     privileges::check_probe_privileges()?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        kernel = %kernel_release(),
+        kernel = %probes::kernel_release().as_deref().unwrap_or("unknown"),
         "starting chokepoint agent"
     );
     mounts::ensure_tracefs();
@@ -148,12 +148,6 @@ fn return_large_buffers_when_freed() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
-}
-
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|release| release.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 fn host_name() -> String {

@@ -293,12 +293,16 @@ fn thread_slots(max_threads: u32, pid_max: Option<u32>) -> u32 {
     needed.max(2).checked_next_power_of_two().unwrap_or(1 << 31)
 }
 
+/// Reads the running kernel's release, such as `6.18.44-fc-v1252`.
+pub fn kernel_release() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|release| release.trim().to_owned())
+}
+
 /// Tells whether the running kernel offers `bpf_get_current_task_btf()`,
 /// added in Linux 5.11. A kernel whose release cannot be read or parsed is
 /// taken not to, which only costs the probes a helper call per read.
 fn has_current_task_btf() -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    release_at_least(&release, (5, 11))
+    kernel_release().is_some_and(|release| release_at_least(&release, (5, 11)))
 }
 
 /// Tells whether a kernel release such as `6.18.44-fc-v1252` is at least
