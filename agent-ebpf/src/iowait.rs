@@ -3,10 +3,10 @@
 //!
 //! A wait starts when a task is switched out asleep with `in_iowait` set,
 //! which `io_schedule()` and its variants set around `schedule()`, and
-//! io_uring while it waits for completions. It ends
-//! at the task's wakeup, and the run-queue wait that follows counts as
-//! run-queue wait, so a task's I/O wait and run-queue wait never overlap
-//! and the classifier can add them. Delay accounting measures blkio delay
+//! io_uring while it waits for completions. It ends at the task's wakeup,
+//! and the run-queue wait that follows counts as run-queue wait, so a
+//! task's I/O wait and run-queue wait never overlap and the classifier can
+//! add them. Delay accounting measures blkio delay
 //! over the same span: `__schedule()` starts it when the task blocks with
 //! `in_iowait` set, and `try_to_wake_up()` ends it (kernel/sched/core.c).
 

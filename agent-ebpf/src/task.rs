@@ -72,7 +72,14 @@ pub fn current_in_iowait() -> bool {
         let task = bpf_get_current_task_btf() as *const u8;
         core::ptr::read_volatile(task.add(offsets.task_in_iowait_byte as usize))
     };
-    (byte >> (offsets.task_in_iowait_bit & 7)) & 1 == 1
+    in_iowait_bit(byte)
+}
+
+/// Tells whether `in_iowait` is set in `byte`, the byte of `task_struct`
+/// that contains that one-bit bitfield.
+#[inline(always)]
+fn in_iowait_bit(byte: u8) -> bool {
+    (byte >> (offsets().task_in_iowait_bit & 7)) & 1 == 1
 }
 
 /// Any kernel struct pointer taken from a tracepoint argument.
@@ -147,7 +154,7 @@ impl Task {
     pub fn in_iowait(self) -> Result<bool, i32> {
         let offsets = offsets();
         let byte = self.read::<u8>(offsets.task_in_iowait_byte)?;
-        Ok((byte >> (offsets.task_in_iowait_bit & 7)) & 1 == 1)
+        Ok(in_iowait_bit(byte))
     }
 
     /// Whether the task is held back by CFS bandwidth throttling of its
